@@ -1,0 +1,64 @@
+from typing import Optional
+
+import torch
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
+from ..base import AVAEFamilyModel
+from ..coupling import consistency_loss
+from ..registry import register_model
+from .avae_config import AVAEConfig
+
+
+@register_model(AVAEConfig)
+class AVAE(AVAEFamilyModel):
+    """Autoencoding Variational Autoencoder.
+
+    Besides the ELBO, the encoder also encodes a "delusion" ``x~ = g(z)`` made by the
+    stop-gradient decoder from the same sample ``z ~ q(z|x)`` as the reconstruction (no extra
+    decoder pass), and its code ``q(z'|x~)`` is pulled toward ``rho mu(x)`` (paper eq. 10):
+
+        loss = E[ SSE/(2v) + KL(q(z|x) || N(0, I)) - C_rho(x, x~) - H[q(z'|x~)] ]
+
+    The decoder gets gradient from the reconstruction term only.
+
+    Args:
+        model_config (AVAEConfig): the model configuration.
+        encoder (BaseEncoder): a Pythae encoder returning ``embedding`` and ``log_covariance``;
+            None builds Pythae's default MLP.
+        decoder (BaseDecoder): a Pythae decoder returning ``reconstruction`` in [0, 1]; None
+            builds Pythae's default MLP.
+
+    Example:
+        >>> from pythae_avae import AVAE, AVAEConfig
+        >>> model = AVAE(AVAEConfig(input_dim=(3, 28, 28), latent_dim=8))
+        >>> out = model({"data": torch.rand(4, 3, 28, 28)})
+        >>> sorted(out.keys())  # doctest: +NORMALIZE_WHITESPACE
+        ['coupling_loss', 'entropy_loss', 'loss', 'recon_loss', 'recon_x', 'reg_loss', 'z']
+    """
+
+    def __init__(
+        self,
+        model_config: AVAEConfig,
+        encoder: Optional[BaseEncoder] = None,
+        decoder: Optional[BaseDecoder] = None,
+    ):
+        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
+
+    def delusion(self, recon_x: torch.Tensor) -> torch.Tensor:
+        """The auxiliary image ``x~``: the decoder output, cut from the autograd graph."""
+        x_aux = recon_x.detach()
+        if self.model_config.aux_noise:
+            x_aux = x_aux + self.model_config.obs_var**0.5 * torch.randn_like(x_aux)
+        return x_aux
+
+    def forward(self, inputs, **kwargs) -> ModelOutput:
+        cfg = self.model_config
+        x = self.get_data(inputs)
+        vae = self.vae_terms(x)
+        mu_aux, logvar_aux = self.encode(self.delusion(vae["recon_x"]))
+        extra = consistency_loss(
+            vae["mu"], vae["logvar"], mu_aux, logvar_aux, cfg.rho,
+            z=vae["z"], estimator=cfg.coupling_estimator, coupling=cfg.coupling,
+        )
+        return self.make_output(vae, coupling=extra["coupling"], entropy=extra["entropy"])

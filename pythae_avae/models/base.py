@@ -1,0 +1,160 @@
+"""What every model of this package shares: config fields, input checks, the VAE part of the
+loss with a configurable observation variance, and per-term bookkeeping for logging."""
+
+from typing import Dict, Literal, Optional
+
+import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+from pythae.models import VAE, VAEConfig
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
+from .coupling import kl_standard_normal
+from .registry import PluginLoadMixin
+
+STRICT = ConfigDict(extra="forbid")
+
+
+@dataclass(config=STRICT)
+class AVAEFamilyConfig(VAEConfig):
+    """Fields shared by AVAE, SE, SE-AVAE and AVAE-SS (not a model of its own).
+
+    Parameters:
+        input_dim (tuple): input shape, e.g. ``(3, 28, 28)``. Default: None.
+        latent_dim (int): latent dimension. Default: 64 (paper §4).
+        reconstruction_loss (str): ``"mse"`` = Gaussian likelihood with variance ``obs_var``,
+            i.e. ``SSE / (2 obs_var)`` per example (Pythae 0.1.2's own "mse" is ``SSE / 2``,
+            ``obs_var = 1``); or ``"bce"``. Default: ``"mse"``.
+        obs_var (float): observation variance ``v`` of ``p(x|z) = N(g(z), v I)``. Default: 0.5
+            (the official AVAE code; the paper does not state it).
+        check_inputs (bool): raise on inputs of the wrong shape or outside [0, 1]. Default: True.
+        reproduce_official_sampling (bool): sample ``z = mu + exp(logvar) eps`` like the official
+            JAX code (a bug, spec §8.1) instead of ``mu + exp(logvar / 2) eps``. Default: False.
+    """
+
+    latent_dim: int = 64
+    obs_var: float = 0.5
+    check_inputs: bool = True
+    reproduce_official_sampling: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.obs_var > 0:
+            raise ValueError(f"obs_var must be > 0 (observation variance), got {self.obs_var}")
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+
+
+class TermMeter:
+    """Running per-term sums of detached batch means, kept apart for train and eval batches.
+
+    Tensors stay on their device until read, so logging costs no synchronisation per step.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self._sums: Dict[str, Dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._counts = {"train": 0, "eval": 0}
+
+    def update(self, phase: str, terms: Dict[str, torch.Tensor]):
+        sums = self._sums[phase]
+        for name, value in terms.items():
+            value = value.detach()
+            sums[name] = value if name not in sums else sums[name] + value
+        self._counts[phase] += 1
+
+    def means(self) -> Dict[str, float]:
+        """``{"train_epoch_<term>": mean, "eval_epoch_<term>": mean}`` over recorded batches."""
+        out = {}
+        for phase, sums in self._sums.items():
+            for name, total in sums.items():
+                out[f"{phase}_epoch_{name}"] = float(total) / self._counts[phase]
+        return out
+
+
+class AVAEFamilyModel(PluginLoadMixin, VAE):
+    """Base of this package's models: a Pythae ``VAE`` with the helpers their losses share."""
+
+    def __init__(
+        self,
+        model_config: AVAEFamilyConfig,
+        encoder: Optional[BaseEncoder] = None,
+        decoder: Optional[BaseDecoder] = None,
+    ):
+        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
+        self.model_name = type(self).__name__
+        self.term_meter = TermMeter()
+
+    # ---- inputs -------------------------------------------------------------------------
+    def get_data(self, inputs) -> torch.Tensor:
+        x = inputs["data"]
+        if self.model_config.check_inputs:
+            self.check_input(x)
+        return x
+
+    def check_input(self, x: torch.Tensor, name: str = "inputs['data']"):
+        expected = tuple(self.model_config.input_dim or ())
+        if expected and tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"{name} must have shape (batch, {', '.join(map(str, expected))}) "
+                f"(model_config.input_dim), got {tuple(x.shape)}"
+            )
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{name} must hold pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
+            )
+
+    # ---- the VAE part ---------------------------------------------------------------------
+    def encode(self, x: torch.Tensor):
+        out = self.encoder(x)
+        return out.embedding, out.log_covariance
+
+    def sample_latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        eps = torch.randn_like(mu)
+        if self.model_config.reproduce_official_sampling:
+            return mu + logvar.exp() * eps
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)["reconstruction"]
+
+    def recon_loss_per_example(self, recon_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        flat_r, flat_x = recon_x.reshape(x.shape[0], -1), x.reshape(x.shape[0], -1)
+        if self.model_config.reconstruction_loss == "mse":
+            return (flat_r - flat_x).pow(2).sum(dim=-1) / (2 * self.model_config.obs_var)
+        return torch.nn.functional.binary_cross_entropy(flat_r, flat_x, reduction="none").sum(-1)
+
+    def vae_terms(self, x: torch.Tensor) -> dict:
+        """Encoder, reparameterised sample, decoder and the per-example ELBO terms."""
+        mu, logvar = self.encode(x)
+        z = self.sample_latent(mu, logvar)
+        recon_x = self.decode(z)
+        return {
+            "mu": mu,
+            "logvar": logvar,
+            "z": z,
+            "recon_x": recon_x,
+            "recon": self.recon_loss_per_example(recon_x, x),
+            "kl": kl_standard_normal(mu, logvar),
+        }
+
+    def make_output(self, vae: dict, **extra_terms: torch.Tensor) -> ModelOutput:
+        """Batch-mean loss ``recon + KL + sum(extra_terms)`` and every term under its own key.
+
+        Extra terms are per-example tensors; each is returned as ``<name>_loss``.
+        """
+        terms = {"recon_loss": vae["recon"].mean(), "reg_loss": vae["kl"].mean()}
+        terms.update({f"{name}_loss": value.mean() for name, value in extra_terms.items()})
+        loss = sum(terms.values())
+        self.term_meter.update("train" if self.training else "eval", {"loss": loss, **terms})
+        return ModelOutput(loss=loss, **terms, recon_x=vae["recon_x"], z=vae["z"])
+
+    def loss_function(self, recon_x, x, mu, log_var, z):
+        """Pythae's hook, with this package's likelihood scale: returns (loss, recon, KL)."""
+        recon = self.recon_loss_per_example(recon_x, x)
+        kl = kl_standard_normal(mu, log_var)
+        return (recon + kl).mean(), recon.mean(), kl.mean()

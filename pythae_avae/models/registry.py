@@ -1,0 +1,115 @@
+"""A registry of this package's models, and its hook into Pythae's loaders.
+
+Pythae 0.1.2 dispatches ``AutoModel.load_from_folder`` and ``AutoConfig.from_json_file`` through
+hard-coded ``if/elif`` chains over config class names, so a plugin model cannot be reloaded by
+name. Two layers fix that:
+
+* every model here resolves its own config through :data:`MODEL_REGISTRY`
+  (:meth:`PluginLoadMixin._load_model_config_from_folder`), so ``AVAE.load_from_folder`` works
+  without touching Pythae;
+* :func:`register_with_pythae` (run on ``import pythae_avae``) wraps Pythae's two dispatchers:
+  a registered name is served from the registry, anything else goes to the original method.
+  It is idempotent and :func:`unregister_from_pythae` restores the originals.
+"""
+
+import json
+import os
+from typing import Dict, NamedTuple, Type
+
+from pythae.models import AutoModel
+from pythae.models.auto_model import AutoConfig
+
+
+class RegisteredModel(NamedTuple):
+    model_cls: type
+    config_cls: type
+
+
+#: config class name (as written in ``model_config.json``) -> model and config classes
+MODEL_REGISTRY: Dict[str, RegisteredModel] = {}
+
+_ORIGINALS: Dict[str, classmethod] = {}
+
+
+def register_model(config_cls: Type):
+    """Class decorator adding a model to :data:`MODEL_REGISTRY` under its config's name."""
+
+    def decorator(model_cls):
+        name = config_cls.__name__
+        known = MODEL_REGISTRY.get(name)
+        if known is not None and known.model_cls.__qualname__ != model_cls.__qualname__:
+            raise ValueError(f"config name {name!r} is already registered to {known.model_cls}")
+        MODEL_REGISTRY[name] = RegisteredModel(model_cls, config_cls)
+        return model_cls
+
+    return decorator
+
+
+def read_config_name(dir_path: str) -> str:
+    path = os.path.join(dir_path, "model_config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Missing model config file ('model_config.json') in {dir_path}: "
+            "expected a folder written by model.save()"
+        )
+    with open(path) as f:
+        return json.load(f)["name"]
+
+
+def config_from_json_file(json_path: str):
+    """Loads any config: ours through the registry, Pythae's through its ``AutoConfig``."""
+    with open(json_path) as f:
+        name = json.load(f)["name"]
+    if name in MODEL_REGISTRY:
+        return MODEL_REGISTRY[name].config_cls.from_json_file(json_path)
+    return AutoConfig.from_json_file(json_path)
+
+
+class PluginLoadMixin:
+    """Lets ``Model.load_from_folder`` work for models Pythae's ``AutoConfig`` does not know."""
+
+    @classmethod
+    def _load_model_config_from_folder(cls, dir_path):
+        read_config_name(dir_path)
+        return config_from_json_file(os.path.join(dir_path, "model_config.json"))
+
+
+def _auto_model_load_from_folder(cls, dir_path: str):
+    name = read_config_name(dir_path)
+    if name in MODEL_REGISTRY:
+        return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path)
+    return _ORIGINALS["AutoModel.load_from_folder"].__func__(cls, dir_path)
+
+
+def _auto_config_from_json_file(cls, json_path: str):
+    with open(json_path) as f:
+        name = json.load(f)["name"]
+    if name in MODEL_REGISTRY:
+        return MODEL_REGISTRY[name].config_cls.from_json_file(json_path)
+    return _ORIGINALS["AutoConfig.from_json_file"].__func__(cls, json_path)
+
+
+_HOOKS = {
+    "AutoModel.load_from_folder": (AutoModel, "load_from_folder", _auto_model_load_from_folder),
+    "AutoConfig.from_json_file": (AutoConfig, "from_json_file", _auto_config_from_json_file),
+}
+
+
+def is_registered_with_pythae() -> bool:
+    return bool(_ORIGINALS)
+
+
+def register_with_pythae() -> None:
+    """Makes ``pythae.models.AutoModel`` load this package's models. Safe to call twice."""
+    if _ORIGINALS:
+        return
+    for key, (owner, attr, hook) in _HOOKS.items():
+        _ORIGINALS[key] = owner.__dict__[attr]
+        setattr(owner, attr, classmethod(hook))
+
+
+def unregister_from_pythae() -> None:
+    """Restores Pythae's original dispatchers (mainly for tests)."""
+    for key, (owner, attr, _) in _HOOKS.items():
+        if key in _ORIGINALS:
+            setattr(owner, attr, _ORIGINALS.pop(key))

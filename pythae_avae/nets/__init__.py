@@ -1,0 +1,41 @@
+"""Encoders/decoders of the paper's experiments, as Pythae ``BaseEncoder``/``BaseDecoder``.
+
+:data:`ARCHITECTURES` maps a name to its (encoder, decoder) classes, for command lines.
+"""
+
+from .celeba import CELEBA_SHAPE, CelebAConvDecoder, CelebAConvEncoder
+from .color_mnist import (
+    COLOR_MNIST_SHAPE,
+    ColorMNISTConvDecoder,
+    ColorMNISTConvEncoder,
+    ColorMNISTMLPDecoder,
+    ColorMNISTMLPEncoder,
+)
+
+ARCHITECTURES = {
+    "colormnist-mlp": (ColorMNISTMLPEncoder, ColorMNISTMLPDecoder, COLOR_MNIST_SHAPE),
+    "colormnist-conv": (ColorMNISTConvEncoder, ColorMNISTConvDecoder, COLOR_MNIST_SHAPE),
+    "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
+}
+
+
+def build_nets(name: str, latent_dim: int):
+    """Returns ``(encoder, decoder)`` instances of the named architecture."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {name!r}")
+    enc_cls, dec_cls, _ = ARCHITECTURES[name]
+    return enc_cls(latent_dim), dec_cls(latent_dim)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "build_nets",
+    "CELEBA_SHAPE",
+    "COLOR_MNIST_SHAPE",
+    "CelebAConvDecoder",
+    "CelebAConvEncoder",
+    "ColorMNISTConvDecoder",
+    "ColorMNISTConvEncoder",
+    "ColorMNISTMLPDecoder",
+    "ColorMNISTMLPEncoder",
+]

@@ -1,0 +1,23 @@
+import torch
+from torch import nn
+
+
+def latent_dim_of(spec) -> int:
+    """Accepts an int or anything with ``.latent_dim`` (a Pythae model config)."""
+    d = getattr(spec, "latent_dim", spec)
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"latent_dim must be a positive int, got {d!r}")
+    return d
+
+
+def conv_block(c_in, c_out, kernel, batch_norm=True):
+    layers = [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU())
+    return layers
+
+
+def split_gaussian(h: torch.Tensor, latent_dim: int):
+    """First ``d`` outputs are the mean, the last ``d`` the log-variance (official layout)."""
+    return h[:, :latent_dim], h[:, latent_dim:]

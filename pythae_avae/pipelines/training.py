@@ -1,0 +1,83 @@
+"""A ``TrainingPipeline`` that knows this package's trainers and logs every loss term.
+
+It subclasses Pythae's pipeline instead of patching it. Trainers are chosen from
+:data:`TRAINER_REGISTRY` (training-config class -> trainer class, most specific class first);
+configs not in it go to Pythae's own dispatch, with :class:`TermLoggerCallback` prepended.
+"""
+
+from typing import Dict, List, Optional
+
+from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
+from pythae.trainers.training_callbacks import TrainingCallback
+
+from ..trainers.term_logging import TermLoggerCallback
+
+#: training-config class -> trainer class, for trainers Pythae's pipeline cannot select.
+#: A trainer registered here with ``needs_data = False`` is built without a dataset.
+TRAINER_REGISTRY: Dict[type, type] = {}
+
+
+def register_trainer(config_cls: type):
+    """Class decorator: ``TrainingPipeline`` builds this trainer for ``config_cls`` configs."""
+
+    def decorator(trainer_cls):
+        TRAINER_REGISTRY[config_cls] = trainer_cls
+        return trainer_cls
+
+    return decorator
+
+
+def _with_term_logger(callbacks: Optional[List[TrainingCallback]]):
+    callbacks = list(callbacks or [])
+    if not any(isinstance(cb, TermLoggerCallback) for cb in callbacks):
+        callbacks.insert(0, TermLoggerCallback())
+    return callbacks
+
+
+class TrainingPipeline(PythaeTrainingPipeline):
+    """Pythae's ``TrainingPipeline`` plus per-term logging and this package's trainers.
+
+    Args:
+        model: any Pythae model (ours or Pythae's).
+        training_config: a Pythae ``BaseTrainerConfig`` (or subclass), or a config of a trainer
+            in :data:`TRAINER_REGISTRY` (e.g. the data-free trainer of AVAE-SS).
+
+    Example:
+        >>> pipeline = TrainingPipeline(model, BaseTrainerConfig(num_epochs=10))
+        >>> pipeline(train_data=x_train, eval_data=x_eval)
+    """
+
+    def _registered_trainer(self):
+        for config_cls in type(self.training_config).__mro__:
+            if config_cls in TRAINER_REGISTRY:
+                return TRAINER_REGISTRY[config_cls]
+        return None
+
+    def _to_dataset(self, data):
+        if data is None:
+            return None
+        if hasattr(data, "shape"):  # numpy array or torch tensor
+            data = self.data_processor.to_dataset(self.data_processor.process_data(data))
+        self._check_dataset(data)
+        return data
+
+    def __call__(self, train_data=None, eval_data=None, callbacks=None):
+        callbacks = _with_term_logger(callbacks)
+        trainer_cls = self._registered_trainer()
+        if trainer_cls is None:
+            if train_data is None:
+                raise ValueError(
+                    "train_data is required: only data-free trainers (e.g. AVAE-SS) run "
+                    "without it"
+                )
+            return super().__call__(train_data, eval_data, callbacks=callbacks)
+        if getattr(trainer_cls, "needs_data", True) and train_data is None:
+            raise ValueError(f"train_data is required by {trainer_cls.__name__}")
+        self.trainer = trainer_cls(
+            model=self.model,
+            train_dataset=self._to_dataset(train_data),
+            eval_dataset=self._to_dataset(eval_data),
+            training_config=self.training_config,
+            callbacks=callbacks,
+        )
+        self.trainer.train()

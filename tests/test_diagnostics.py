@@ -1,0 +1,45 @@
+import pytest
+import torch
+from pythae.models import VAE, VAEConfig
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
+from pythae_avae.diagnostics import autoencoding_consistency, format_consistency
+
+
+class ScaledIdentityEncoder(BaseEncoder):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        mu = self.scale * (x.flatten(1) * 2 - 1)
+        return ModelOutput(embedding=mu, log_covariance=torch.zeros_like(mu))
+
+
+class LinearDecoder(BaseDecoder):
+    def forward(self, z):
+        return ModelOutput(reconstruction=((z + 1) / 2).reshape(len(z), 1, 2, 2))
+
+
+def test_slope_recovers_a_known_transition():
+    # x = (z + 1)/2 and mu(x) = 0.9 (2x - 1) = 0.9 z: slope 0.9, no residual
+    model = VAE(VAEConfig(input_dim=(1, 2, 2), latent_dim=4), ScaledIdentityEncoder(0.9), LinearDecoder())
+    stats = autoencoding_consistency(model, n_samples=400, chain_steps=3)
+    assert stats["slope"] == pytest.approx(0.9, abs=1e-6)
+    assert stats["residual_var"] == pytest.approx(0.0, abs=1e-9)
+    assert stats["chain_drift"][0] == 0.0
+    # mu_t = 0.9^t mu_0, so the drift grows with t
+    assert stats["chain_drift"][3] > stats["chain_drift"][1] > 0
+    assert "slope" in format_consistency("toy", stats)
+
+
+def test_works_on_pythae_vae_and_restores_mode():
+    model = VAE(VAEConfig(input_dim=(1, 4, 4), latent_dim=3))
+    model.train()
+    stats = autoencoding_consistency(model, n_samples=50, chain_steps=2, batch_size=20)
+    assert model.encoder.training and model.decoder.training
+    assert len(stats["chain_drift"]) == 3
+    with pytest.raises(ValueError):
+        autoencoding_consistency(model, n_samples=1)

@@ -1,0 +1,50 @@
+import pytest
+import torch
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
+from pythae_avae import AVAE, AVAEConfig
+from pythae_avae.nets import ARCHITECTURES, build_nets
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_shapes_and_output_range(name):
+    encoder, decoder = build_nets(name, 6)
+    shape = ARCHITECTURES[name][2]
+    assert isinstance(encoder, BaseEncoder) and isinstance(decoder, BaseDecoder)
+    out = encoder(torch.rand(3, *shape))
+    assert out.embedding.shape == (3, 6) and out.log_covariance.shape == (3, 6)
+    recon = decoder(torch.randn(3, 6))["reconstruction"]
+    assert recon.shape == (3, *shape)
+    assert recon.min() >= 0 and recon.max() <= 1
+
+
+@pytest.mark.parametrize("name", ["colormnist-conv", "celeba-conv"])
+def test_conv_decoder_is_smaller_than_encoder(name):
+    encoder, decoder = build_nets(name, 64)
+    n_enc = sum(p.numel() for p in encoder.parameters())
+    n_dec = sum(p.numel() for p in decoder.parameters())
+    assert n_dec < n_enc / 3
+
+
+def test_mlp_matches_official_architecture():
+    encoder, decoder = build_nets("colormnist-mlp", 64)
+    linear = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [
+        (2352, 200), (200, 200), (200, 200), (200, 200), (200, 128)
+    ]
+    linear = [m for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [200, 200, 200, 200, 2352]
+
+
+def test_bad_names_and_dims():
+    with pytest.raises(ValueError, match="architecture"):
+        build_nets("resnet", 8)
+    with pytest.raises(ValueError, match="latent_dim"):
+        build_nets("colormnist-mlp", 0)
+
+
+def test_nets_take_a_model_config_like_pythae_benchmark_nets():
+    cfg = AVAEConfig(input_dim=(3, 28, 28), latent_dim=5)
+    enc_cls, dec_cls, _ = ARCHITECTURES["colormnist-conv"]
+    model = AVAE(cfg, encoder=enc_cls(cfg), decoder=dec_cls(cfg))
+    assert model({"data": torch.rand(2, 3, 28, 28)}).z.shape == (2, 5)

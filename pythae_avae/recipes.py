@@ -4,16 +4,18 @@ Used by ``examples/`` and ``benchmarks/``; every model goes through
 :class:`pythae_avae.pipelines.TrainingPipeline` (Pythae's pipeline plus per-term logging).
 """
 
+import json
 import math
 import os
+import shutil
 from typing import Dict, List, Optional
 
 import torch
-from pythae.trainers import BaseTrainerConfig
 
 from .models.registry import MODEL_REGISTRY
 from .nets import ARCHITECTURES, build_nets
 from .pipelines import TrainingPipeline
+from .trainers.resumable import ResumableTrainerConfig
 
 #: command-line model name -> config class name in the registry
 MODEL_NAMES: Dict[str, str] = {
@@ -52,6 +54,31 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, 
     return model_cls(model_config, encoder=encoder, decoder=decoder)
 
 
+def _read_progress(state_dir: str) -> int:
+    for folder in (state_dir, state_dir + ".old"):  # .old: interrupted while replacing
+        path = os.path.join(folder, "progress.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                return folder, json.load(f)["epochs"]
+    return None, 0
+
+
+def _save_state(model, optimizer, epochs: int, state_dir: str):
+    """Writes model, optimizer and progress to a temporary folder, then swaps it in, so an
+    interruption at any point leaves a complete state behind."""
+    tmp, old = state_dir + ".tmp", state_dir + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+    with open(os.path.join(tmp, "progress.json"), "w") as f:
+        json.dump({"epochs": epochs}, f)
+    if os.path.isdir(state_dir):
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(state_dir, old)
+    os.rename(tmp, state_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def train_for_iterations(
     model,
     train_data,
@@ -63,30 +90,56 @@ def train_for_iterations(
     output_dir: str = "outputs",
     device: Optional[str] = None,
     callbacks=None,
-    steps_saving: Optional[int] = None,
+    chunk_iterations: Optional[int] = None,
 ):
     """Trains ``model`` through the pipeline for about ``iterations`` optimiser steps.
 
-    Pythae counts epochs; the budget is rounded up to whole epochs. Returns the model after
-    the last step (Pythae's ``final_model`` folder holds the best-loss one instead), and saves
-    it to ``<training dir>/last_model``.
+    Pythae counts epochs; the budget is rounded up to whole epochs. Training runs in chunks of
+    about ``chunk_iterations`` (default: one chunk); after each, model, optimizer state and
+    progress are saved to ``<output_dir>/state``. Called again with the same ``output_dir``
+    and a freshly built model, it continues from there (or returns at once when finished).
+
+    Returns:
+        The model after the last step, in eval mode (Pythae's ``final_model`` folders hold the
+        best-loss model of each chunk instead).
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if chunk_iterations is not None and chunk_iterations < 1:
+        raise ValueError(f"chunk_iterations must be >= 1, got {chunk_iterations}")
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    total_epochs = max(1, math.ceil(iterations / steps_per_epoch))
+    chunk_epochs = total_epochs if chunk_iterations is None else math.ceil(chunk_iterations / steps_per_epoch)
     device = device or default_device()
-    config = BaseTrainerConfig(
-        output_dir=output_dir,
-        num_epochs=max(1, math.ceil(iterations / steps_per_epoch)),
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=256,
-        learning_rate=learning_rate,
-        seed=seed,
-        no_cuda=device == "cpu",
-        steps_saving=steps_saving,
-    )
-    pipeline = TrainingPipeline(model, config)
-    pipeline(train_data, eval_data, callbacks=callbacks)
-    trained = pipeline.trainer.model
-    trained.save(os.path.join(pipeline.trainer.training_dir, "last_model"))
-    return trained.eval()
+    state_dir = os.path.join(output_dir, "state")
+    resume_from, done = _read_progress(state_dir)
+    if done >= total_epochs:
+        model.load_state_dict(
+            torch.load(os.path.join(resume_from, "model.pt"), map_location="cpu", weights_only=True)[
+                "model_state_dict"
+            ]
+        )
+        return model.eval()
+    callbacks = list(callbacks or [])
+    while done < total_epochs:
+        epochs = min(chunk_epochs, total_epochs - done)
+        config = ResumableTrainerConfig(
+            output_dir=os.path.join(output_dir, "pythae"),
+            num_epochs=epochs,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=256,
+            learning_rate=learning_rate,
+            seed=seed + done,  # fresh shuffles and noise in every chunk
+            no_cuda=device == "cpu",
+            resume_from=resume_from,
+        )
+        for callback in callbacks:
+            if hasattr(callback, "epoch_offset"):
+                callback.epoch_offset = done
+        pipeline = TrainingPipeline(model, config)
+        pipeline(train_data, eval_data, callbacks=callbacks)
+        model = pipeline.trainer.model
+        done += epochs
+        _save_state(model, pipeline.trainer.optimizer, done, state_dir)
+        resume_from = state_dir
+    return model.eval()

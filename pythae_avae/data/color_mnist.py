@@ -171,10 +171,17 @@ class ColorMNIST(Dataset):
 
 
 class RecolorCallback(TrainingCallback):
-    """Pythae callback: re-draws the training colours at the start of every epoch."""
+    """Pythae callback: re-draws the training colours at the start of every epoch.
+
+    ``epoch_offset`` is added to Pythae's epoch number, so a training resumed in chunks keeps
+    drawing new colours.
+    """
+
+    def __init__(self, epoch_offset: int = 0):
+        self.epoch_offset = epoch_offset
 
     def on_epoch_begin(self, training_config, **kwargs):
         loader = kwargs.get("train_loader")
         dataset = getattr(loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(kwargs.get("epoch", 0))
+            dataset.set_epoch(self.epoch_offset + kwargs.get("epoch", 0))

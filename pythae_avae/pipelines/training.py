@@ -5,27 +5,13 @@ It subclasses Pythae's pipeline instead of patching it. Trainers are chosen from
 configs not in it go to Pythae's own dispatch, with :class:`TermLoggerCallback` prepended.
 """
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
 from pythae.trainers.training_callbacks import TrainingCallback
 
+from ..trainers.registry import TRAINER_REGISTRY, register_trainer
 from ..trainers.term_logging import TermLoggerCallback
-
-#: training-config class -> trainer class, for trainers Pythae's pipeline cannot select.
-#: A trainer registered here with ``needs_data = False`` is built without a dataset.
-TRAINER_REGISTRY: Dict[type, type] = {}
-
-
-def register_trainer(config_cls: type):
-    """Class decorator: ``TrainingPipeline`` builds this trainer for ``config_cls`` configs."""
-
-    def decorator(trainer_cls):
-        TRAINER_REGISTRY[config_cls] = trainer_cls
-        return trainer_cls
-
-    return decorator
-
 
 def _with_term_logger(callbacks: Optional[List[TrainingCallback]]):
     callbacks = list(callbacks or [])

@@ -128,9 +128,13 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
             return (flat_r - flat_x).pow(2).sum(dim=-1) / (2 * self.model_config.obs_var)
         return torch.nn.functional.binary_cross_entropy(flat_r, flat_x, reduction="none").sum(-1)
 
-    def vae_terms(self, x: torch.Tensor) -> dict:
-        """Encoder, reparameterised sample, decoder and the per-example ELBO terms."""
-        mu, logvar = self.encode(x)
+    def vae_terms(self, x: torch.Tensor, codes=None) -> dict:
+        """Encoder, reparameterised sample, decoder and the per-example ELBO terms.
+
+        ``codes=(mu, logvar)`` skips the encoder call, for models that encode ``x`` in a joint
+        batch with their auxiliary points (SE).
+        """
+        mu, logvar = self.encode(x) if codes is None else codes
         z = self.sample_latent(mu, logvar)
         recon_x = self.decode(z)
         return {

@@ -81,6 +81,18 @@ def kl_to_coupled_target(
     return 0.5 * (ratio + mean_term - 1.0 - logvar_aux + math.log(one_minus)).sum(dim=-1)
 
 
+def gaussian_w2_squared(
+    mu: torch.Tensor, logvar: torch.Tensor, mu_ref: torch.Tensor, logvar_ref: torch.Tensor
+) -> torch.Tensor:
+    """Squared 2-Wasserstein distance between diagonal Gaussians, per example.
+
+    ``W2^2(N(mu, diag s^2), N(mu_ref, diag s_ref^2)) = ||mu - mu_ref||^2 + ||s - s_ref||^2``
+    (spec §2.3, alternative attack objective).
+    """
+    std, std_ref = torch.exp(0.5 * logvar), torch.exp(0.5 * logvar_ref)
+    return (mu - mu_ref).pow(2).sum(dim=-1) + (std - std_ref).pow(2).sum(dim=-1)
+
+
 def entropic_ot_coupling_gain(
     logvar: torch.Tensor, logvar_aux: torch.Tensor, rho: float
 ) -> torch.Tensor:

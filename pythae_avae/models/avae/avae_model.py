@@ -52,13 +52,18 @@ class AVAE(AVAEFamilyModel):
             x_aux = x_aux + self.model_config.obs_var**0.5 * torch.randn_like(x_aux)
         return x_aux
 
-    def forward(self, inputs, **kwargs) -> ModelOutput:
+    def avae_terms(self, vae: dict, mu_aux: torch.Tensor, logvar_aux: torch.Tensor) -> dict:
+        """Per-example AVAE extra terms ``coupling`` (-C_rho) and ``entropy`` (-H) for the code
+        ``(mu_aux, logvar_aux)`` of the delusion made from ``vae``'s sample."""
         cfg = self.model_config
-        x = self.get_data(inputs)
-        vae = self.vae_terms(x)
-        mu_aux, logvar_aux = self.encode(self.delusion(vae["recon_x"]))
         extra = consistency_loss(
             vae["mu"], vae["logvar"], mu_aux, logvar_aux, cfg.rho,
             z=vae["z"], estimator=cfg.coupling_estimator, coupling=cfg.coupling,
         )
-        return self.make_output(vae, coupling=extra["coupling"], entropy=extra["entropy"])
+        return {"coupling": extra["coupling"], "entropy": extra["entropy"]}
+
+    def forward(self, inputs, **kwargs) -> ModelOutput:
+        x = self.get_data(inputs)
+        vae = self.vae_terms(x)
+        mu_aux, logvar_aux = self.encode(self.delusion(vae["recon_x"]))
+        return self.make_output(vae, **self.avae_terms(vae, mu_aux, logvar_aux))

@@ -1,0 +1,19 @@
+from pydantic.dataclasses import dataclass
+
+from ..avae.avae_config import AVAEConfig
+from ..base import STRICT
+from ..se.se_config import SEConfig
+
+
+@dataclass(config=STRICT)
+class SE_AVAE_Config(SEConfig, AVAEConfig):
+    """SE-AVAE config: every field of :class:`~pythae_avae.models.avae.AVAEConfig` (branch of
+    the decoder delusion ``x~_a``: ``rho``, ``aux_noise``, ``coupling_estimator``) and of
+    :class:`~pythae_avae.models.se.SEConfig` (branch of the attack point ``x~_s``:
+    ``rho_se``, ``se_eps``, ``se_steps``, ``se_step_size``, ``se_random_start``,
+    ``se_attack_loss``, ``se_recon_aux``). ``coupling`` applies to both branches.
+
+    The two branches have unit weights: they follow from the joint target (paper §4; the
+    details in the paper's appendix C.5 could not be read, spec §2.4).
+    Table 1's "SE_0.1-AVAE" is ``se_eps=0.1``; Table 2's "SE^5-AVAE" is ``se_steps=5``.
+    """

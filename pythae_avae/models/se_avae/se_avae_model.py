@@ -1,0 +1,59 @@
+from typing import Optional
+
+import torch
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
+from ..avae.avae_model import AVAE
+from ..registry import register_model
+from ..se.se_model import SE
+from .se_avae_config import SE_AVAE_Config
+
+
+@register_model(SE_AVAE_Config)
+class SE_AVAE(SE, AVAE):
+    """SE-AVAE: AVAE's decoder delusion and SE's attack point, trained together (paper §4).
+
+    Two auxiliary points share the code ``z ~ q(z|x)`` of the data point (spec §2.4):
+
+    * ``x~_a = stopgrad(g(z))`` (:meth:`AVAE.delusion`), coupled with strength ``rho`` and a
+      flat ``u(x~_a)``;
+    * ``x~_s = Select(x)`` (:meth:`SE.select`), coupled with strength ``rho_se``, with the SE
+      reconstruction term of weight ``lambda_rec``;
+
+    and the loss is the unit-weight sum of the VAE loss and both extra terms:
+
+        loss = VAE(x) + [-C_rho(x, x~_a) - H(x~_a)]
+                      + [lambda_rec SSE(x~_s | z'_s)/(2v) - C_rho_se(x, x~_s) - H(x~_s)]
+
+    ``x~_a`` and ``x~_s`` go through the encoder as one batch (``x~_a`` needs the code of
+    ``x`` first, so ``x`` cannot join them).
+
+    Output keys: AVAE's (``recon_loss``, ``reg_loss``, ``coupling_loss``, ``entropy_loss``)
+    plus SE's extra terms (``aux_recon_loss``, ``se_coupling_loss``, ``se_entropy_loss``),
+    ``loss``, ``recon_x``, ``z``.
+
+    Args:
+        model_config (SE_AVAE_Config): the model configuration.
+        encoder (BaseEncoder): a Pythae encoder; None builds Pythae's default MLP.
+        decoder (BaseDecoder): a Pythae decoder; None builds Pythae's default MLP.
+    """
+
+    def __init__(
+        self,
+        model_config: SE_AVAE_Config,
+        encoder: Optional[BaseEncoder] = None,
+        decoder: Optional[BaseDecoder] = None,
+    ):
+        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
+
+    def forward(self, inputs, **kwargs) -> ModelOutput:
+        x = self.get_data(inputs)
+        x_s = self.select(x)
+        vae = self.vae_terms(x)
+        x_a = self.delusion(vae["recon_x"])
+        mu_aux, logvar_aux = self.encode(torch.cat([x_a, x_s]))
+        (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.chunk(2), logvar_aux.chunk(2)
+        return self.make_output(
+            vae, **self.avae_terms(vae, mu_a, logvar_a), **self.se_terms(vae, x_s, mu_s, logvar_s)
+        )

@@ -1,0 +1,147 @@
+"""A Pythae trainer for models that learn without a training set (AVAE-SS).
+
+Pythae's ``BaseTrainer`` iterates over a ``DataLoader``. :class:`DataFreeTrainer` gives it a
+hidden loader of *prior requests* (:meth:`AVAE_SS.prior_batch`: a batch size, no data), so
+everything else of Pythae's loop works unchanged: epochs of ``steps_per_epoch`` optimizer
+steps, the progress bar, callbacks (e.g. :class:`TermLoggerCallback`), checkpoints every
+``steps_saving`` epochs and the ``final_model`` folder. ``pythae_avae.pipelines.TrainingPipeline``
+builds it with no data::
+
+    model = AVAE_SS.from_pretrained(vae, rho=0.975)
+    TrainingPipeline(model, DataFreeTrainerConfig(num_steps=1000, steps_per_epoch=100))()
+
+An evaluation set of real images may be passed (``eval_data=``): its loss is then logged as
+``eval_epoch_loss`` and, as in Pythae, selects the saved best model.
+"""
+
+import math
+from typing import List, Optional
+
+import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+from pythae.trainers import BaseTrainer, BaseTrainerConfig
+from pythae.trainers.training_callbacks import TrainingCallback
+from torch.utils.data import DataLoader, Dataset
+
+from .registry import register_trainer
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
+class DataFreeTrainerConfig(BaseTrainerConfig):
+    """``BaseTrainerConfig`` for data-free training; unknown keys raise.
+
+    Parameters (besides Pythae's ``BaseTrainerConfig``'s, e.g. ``learning_rate``,
+    ``steps_saving`` (in epochs), ``output_dir``, ``seed``):
+        steps_per_epoch (int): optimizer steps per Pythae epoch (epochs drive logging, callbacks
+            and checkpoints). Default: 100.
+        num_steps (int): total optimizer steps; when given it sets ``num_epochs =
+            num_steps / steps_per_epoch`` and must be a multiple of ``steps_per_epoch``.
+            Default: None (``num_epochs`` epochs).
+        batch_size (int): prior samples per step; when given it sets
+            ``per_device_train_batch_size``. Default: None (``per_device_train_batch_size``,
+            64).
+    """
+
+    steps_per_epoch: int = 100
+    num_steps: Optional[int] = None
+    batch_size: Optional[int] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("steps_per_epoch", "num_steps", "batch_size", "num_epochs"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.num_steps is not None:
+            if self.num_steps % self.steps_per_epoch:
+                raise ValueError(
+                    f"num_steps ({self.num_steps}) must be a multiple of steps_per_epoch "
+                    f"({self.steps_per_epoch}), e.g. steps_per_epoch="
+                    f"{math.gcd(self.num_steps, self.steps_per_epoch)}"
+                )
+            self.num_epochs = self.num_steps // self.steps_per_epoch
+        if self.batch_size is not None:
+            self.per_device_train_batch_size = self.batch_size
+        self.batch_size = self.per_device_train_batch_size
+
+
+class _PriorRequests(Dataset):
+    """``steps`` items, each a whole batch asking for ``batch_size`` prior samples."""
+
+    def __init__(self, make_batch, steps: int, batch_size: int):
+        self.make_batch, self.steps, self.batch_size = make_batch, steps, batch_size
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.steps:
+            raise IndexError(index)
+        return self.make_batch(self.batch_size)
+
+
+def _as_is(batch):
+    return batch
+
+
+@register_trainer(DataFreeTrainerConfig)
+class DataFreeTrainer(BaseTrainer):
+    """Pythae's ``BaseTrainer`` on prior requests instead of a training set.
+
+    The model must declare ``data_free = True`` and provide ``prior_batch(batch_size)``
+    (:class:`~pythae_avae.models.avae_ss.AVAE_SS` does). Each of ``num_epochs`` epochs takes
+    ``steps_per_epoch`` steps of ``per_device_train_batch_size`` prior samples. Under DDP every
+    process takes all steps, each with its own random seed.
+
+    Args:
+        model: a data-free model, e.g. ``AVAE_SS``.
+        train_dataset: must be None (kept for ``BaseTrainer``'s signature).
+        eval_dataset: optional real images to evaluate the loss on.
+        training_config (DataFreeTrainerConfig): the training configuration; None uses the
+            defaults.
+        callbacks (List[TrainingCallback]): as for Pythae's trainers.
+    """
+
+    #: ``pythae_avae.pipelines.TrainingPipeline`` builds this trainer without training data
+    needs_data = False
+
+    def __init__(
+        self,
+        model,
+        train_dataset=None,
+        eval_dataset=None,
+        training_config: Optional[DataFreeTrainerConfig] = None,
+        callbacks: Optional[List[TrainingCallback]] = None,
+    ):
+        if training_config is None:
+            training_config = DataFreeTrainerConfig()
+        if not isinstance(training_config, DataFreeTrainerConfig):
+            raise TypeError(
+                f"DataFreeTrainer needs a DataFreeTrainerConfig, got {type(training_config).__name__}"
+            )
+        if train_dataset is not None:
+            raise ValueError(
+                "DataFreeTrainer trains without data: pass no train_data (eval_data is allowed)"
+            )
+        if not getattr(model, "data_free", False):
+            raise TypeError(
+                f"{type(model).__name__} cannot train without data; DataFreeTrainer trains "
+                "data-free models such as AVAE_SS (see AVAE_SS.from_pretrained)"
+            )
+        requests = _PriorRequests(
+            type(model).prior_batch,
+            training_config.steps_per_epoch,
+            training_config.per_device_train_batch_size,
+        )
+        super().__init__(model, requests, eval_dataset, training_config, callbacks)
+
+    def get_train_dataloader(self, train_dataset) -> DataLoader:
+        # each item is already a batch; no shuffling (the items are identical) and no
+        # DistributedSampler (every process takes all steps)
+        return DataLoader(train_dataset, batch_size=None, shuffle=False, collate_fn=_as_is)
+
+    def prepare_training(self):
+        super().prepare_training()
+        if self.distributed:  # different prior samples on each process
+            torch.manual_seed(self.training_config.seed + max(self.rank, 0))

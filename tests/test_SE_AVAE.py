@@ -1,0 +1,134 @@
+"""SE-AVAE: unit-weight sum of the VAE loss and both auxiliary branches (spec §9.16)."""
+
+import dataclasses
+import os
+
+import pytest
+import torch
+from _model_helpers import (
+    LATENT,
+    SHAPE,
+    assert_same_weights,
+    conv_nets,
+    images,
+    loss_terms,
+    mlp_nets,
+    same_state,
+    snapshot,
+)
+from pythae.models import AutoModel
+from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
+from pythae.trainers import BaseTrainerConfig
+
+from pythae_avae import (
+    AVAE,
+    SE,
+    SE_AVAE,
+    AVAEConfig,
+    GaussianVAE,
+    GaussianVAEConfig,
+    SE_AVAE_Config,
+    SEConfig,
+)
+
+AVAE_KEYS = {"coupling_loss", "entropy_loss"}
+SE_KEYS = {"aux_recon_loss", "se_coupling_loss", "se_entropy_loss"}
+
+
+def make(nets=conv_nets, **config):
+    encoder, decoder = nets()
+    return SE_AVAE(SE_AVAE_Config(input_dim=SHAPE, latent_dim=LATENT, **config), encoder, decoder)
+
+
+def test_config_has_both_branches_and_validates_them():
+    cfg = SE_AVAE_Config(rho=0.9, rho_se=0.8, se_eps=0.2, coupling_estimator="paired")
+    assert (cfg.rho, cfg.rho_se, cfg.se_eps, cfg.se_steps, cfg.se_recon_aux) == (0.9, 0.8, 0.2, 5, 1.0)
+    assert isinstance(cfg, SEConfig) and isinstance(cfg, AVAEConfig)
+    for field, value in [("rho", 1.0), ("rho_se", 1.5), ("se_eps", -1.0), ("se_steps", 0)]:
+        with pytest.raises(ValueError, match=field):
+            SE_AVAE_Config(**{field: value})
+    with pytest.raises(Exception, match="unknown_field"):
+        SE_AVAE_Config(unknown_field=1)
+
+
+@pytest.mark.parametrize("se_recon_aux", [1.0, 0.0])
+def test_loss_is_vae_plus_avae_extra_plus_se_extra(se_recon_aux):
+    """Same weights, same seeds: every term equals the one of the single-branch model."""
+    common = dict(input_dim=SHAPE, latent_dim=LATENT)
+    se_fields = dict(rho_se=0.9, se_eps=0.1, se_steps=3, se_random_start=False,
+                     se_recon_aux=se_recon_aux)
+    models = {
+        "vae": GaussianVAE(GaussianVAEConfig(**common), *mlp_nets()),
+        "avae": AVAE(AVAEConfig(rho=0.97, **common), *mlp_nets()),
+        "se": SE(SEConfig(**se_fields, **common), *mlp_nets()),
+        "se_avae": SE_AVAE(SE_AVAE_Config(rho=0.97, **se_fields, **common), *mlp_nets()),
+    }
+    x = images(12)
+    out = {}
+    for name, model in models.items():
+        torch.manual_seed(11)
+        out[name] = model({"data": x})
+    terms = {name: loss_terms(o) for name, o in out.items()}
+    loss = {name: o.loss.item() for name, o in out.items()}
+
+    assert set(terms["se_avae"]) == set(terms["vae"]) | AVAE_KEYS | SE_KEYS
+    for key, value in terms["se_avae"].items():
+        source = "vae" if key in terms["vae"] else "avae" if key in AVAE_KEYS else "se"
+        assert value == pytest.approx(terms[source][key], rel=1e-5, abs=1e-5), key
+    avae_extra = loss["avae"] - loss["vae"]
+    se_extra = loss["se"] - loss["vae"]
+    assert loss["se_avae"] == pytest.approx(loss["vae"] + avae_extra + se_extra, rel=1e-5)
+
+
+def test_auxiliary_points_share_one_encoder_call():
+    model = make(se_steps=2)
+    batches = []
+    model.encoder.register_forward_hook(
+        lambda module, args, out: batches.append((module.training, args[0].shape[0])))
+    model({"data": images(6)})
+    # attack (eval mode): clean + 2 steps; then x; then [x~_a; x~_s] together
+    assert batches == [(False, 6)] * 3 + [(True, 6), (True, 12)]
+
+
+def test_decoder_gets_gradient_only_from_reconstructions():
+    x = images(8)
+    se_avae = make(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0)
+    vae = GaussianVAE(GaussianVAEConfig(input_dim=SHAPE, latent_dim=LATENT), *mlp_nets())
+    for model in (se_avae, vae):
+        torch.manual_seed(4)
+        model({"data": x}).loss.backward()
+    for p_a, p_b in zip(se_avae.decoder.parameters(), vae.decoder.parameters()):
+        torch.testing.assert_close(p_a.grad, p_b.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_eval_forward_under_no_grad():
+    model = make()
+    model.eval()
+    with torch.no_grad():
+        out = model({"data": images(8)})
+    assert torch.isfinite(out.loss) and set(loss_terms(out)) >= AVAE_KEYS | SE_KEYS
+
+
+def test_trains_in_pythae_pipeline_and_reloads(tmp_path):
+    model = make(se_steps=2)
+    before = snapshot(model)
+    config = BaseTrainerConfig(output_dir=str(tmp_path), num_epochs=2, learning_rate=1e-3,
+                               per_device_train_batch_size=8, per_device_eval_batch_size=8,
+                               no_cuda=True)
+    pipeline = PythaeTrainingPipeline(model, config)
+    pipeline(train_data=images(24), eval_data=images(8, seed=5))
+    assert not same_state(before, snapshot(model))
+    best = pipeline.trainer._best_model
+    reloaded = AutoModel.load_from_folder(os.path.join(pipeline.trainer.training_dir, "final_model"))
+    assert type(reloaded) is SE_AVAE
+    assert dataclasses.asdict(reloaded.model_config) == dataclasses.asdict(best.model_config)
+    assert_same_weights(reloaded, best)
+
+
+def test_save_and_reload_with_both_loaders(tmp_path):
+    model = make(rho=0.9, se_eps=0.2, coupling="entropic_ot", aux_noise=True)
+    model.save(str(tmp_path))
+    for loader in (AutoModel.load_from_folder, SE_AVAE.load_from_folder):
+        reloaded = loader(str(tmp_path))
+        assert type(reloaded) is SE_AVAE and reloaded.model_config == model.model_config
+        assert_same_weights(reloaded, model)

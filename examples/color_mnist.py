@@ -21,7 +21,7 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, format_consistency
 from pythae_avae.evaluation import evaluate_robustness, format_table1
 from pythae_avae.recipes import MODEL_NAMES, available_models, build_model, default_device
-from pythae_avae.recipes import train_for_iterations
+from pythae_avae.recipes import post_train_avae_ss, train_for_iterations
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3).
@@ -82,11 +82,10 @@ def train_one(name, args, train, test, trained):
         iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
         seed=args.seed, output_dir=out_dir, device=args.device,
     )
-    if name == "AVAE-SS":
-        from pythae_avae.recipes import post_train_avae_ss
-
-        base = trained.get("VAE") or train_one("VAE", args, train, test, trained)
-        return post_train_avae_ss(base, config, **common)
+    if name == "AVAE-SS":  # post-trains the VAE baseline's encoder, without data
+        if "VAE" not in trained:
+            trained["VAE"] = train_one("VAE", args, train, test, trained)
+        return post_train_avae_ss(trained["VAE"], config, **common)
     model = build_model(name, args.arch, args.latent_dim, **config)
     return train_for_iterations(model, train, test, callbacks=[RecolorCallback()], **common)
 

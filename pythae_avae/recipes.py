@@ -46,6 +46,10 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, 
     """
     if name not in MODEL_NAMES or MODEL_NAMES[name] not in MODEL_REGISTRY:
         raise ValueError(f"model name must be one of {available_models()}, got {name!r}")
+    if name == "AVAE-SS":
+        raise ValueError(
+            "AVAE-SS is not trained from scratch: train a VAE, then post_train_avae_ss(vae)"
+        )
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     model_cls, config_cls = MODEL_REGISTRY[MODEL_NAMES[name]]
@@ -142,4 +146,50 @@ def train_for_iterations(
         done += epochs
         _save_state(model, pipeline.trainer.optimizer, done, state_dir)
         resume_from = state_dir
+    return model.eval()
+
+
+def post_train_avae_ss(
+    pretrained,
+    config: Optional[dict] = None,
+    iterations: int = 1000,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    output_dir: str = "outputs",
+    device: Optional[str] = None,
+    steps_per_epoch: int = 100,
+):
+    """AVAE-SS: post-trains a copy of ``pretrained``'s encoder for about ``iterations`` data-free
+    steps (rounded up to whole epochs of ``steps_per_epoch``); the decoder stays frozen.
+
+    Args:
+        pretrained: a trained Pythae VAE-family model or its saved folder.
+        config: :class:`AVAE_SS_Config` fields (e.g. ``{"rho": 0.975}``).
+
+    Returns:
+        The post-trained :class:`AVAE_SS`, in eval mode, also saved to
+        ``<output_dir>/last_model``.
+    """
+    from .models import AVAE_SS
+    from .trainers import DataFreeTrainerConfig
+
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    steps_per_epoch = min(steps_per_epoch, iterations)
+    model = AVAE_SS.from_pretrained(pretrained, **(config or {}))
+    device = device or default_device()
+    training_config = DataFreeTrainerConfig(
+        output_dir=os.path.join(output_dir, "pythae"),
+        num_steps=math.ceil(iterations / steps_per_epoch) * steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        no_cuda=device == "cpu",
+    )
+    pipeline = TrainingPipeline(model, training_config)
+    pipeline()
+    model = pipeline.trainer.model
+    model.save(os.path.join(output_dir, "last_model"))
     return model.eval()

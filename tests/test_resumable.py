@@ -83,3 +83,20 @@ def test_bad_arguments(tmp_path):
         ResumableTrainerConfig(resume_from=str(tmp_path))
     with pytest.raises(ValueError, match="unexpected|Unexpected"):
         ResumableTrainerConfig(num_epoch=3)
+
+
+def test_avae_ss_recipe_post_trains_a_vae_without_data(tmp_path):
+    from pythae_avae.recipes import post_train_avae_ss
+
+    vae = build_model("VAE", "colormnist-mlp", latent_dim=4)
+    with pytest.raises(ValueError, match="post_train_avae_ss"):
+        build_model("AVAE-SS", "colormnist-mlp", latent_dim=4)
+    model = post_train_avae_ss(vae, {"rho": 0.9}, iterations=6, batch_size=4,
+                               output_dir=str(tmp_path), device="cpu", steps_per_epoch=3)
+    assert type(model).__name__ == "AVAE_SS" and model.model_config.rho == 0.9
+    for key, value in vae.decoder.state_dict().items():
+        assert torch.equal(model.decoder.state_dict()[key], value)
+    assert any(
+        not torch.equal(model.encoder.state_dict()[k], v) for k, v in vae.encoder.state_dict().items()
+    )
+    assert (tmp_path / "last_model" / "model_config.json").exists()

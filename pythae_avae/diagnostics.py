@@ -84,3 +84,30 @@ def format_consistency(name: str, stats: Dict[str, object]) -> str:
         f"{stats['residual_var']:.3f}, mean ||mu(g(z)) - z|| = {stats['mean_distance']:.2f}, "
         f"chain drift after {len(drift) - 1} steps = {drift[-1]:.2f}"
     )
+
+
+@torch.no_grad()
+def reconstruction_error(model, images, batch_size: int = 500, device: Optional[str] = None) -> Dict[str, float]:
+    """Test reconstruction error of ``g(mu(x))`` on [0, 1] pixels.
+
+    The paper's "MSE" column is undefined (spec §6.6); we report the per-image sum of squared
+    errors (``sse_per_image``) and the per-pixel mean (``mse_per_pixel``).
+    """
+    encoder, decoder = _encoder_decoder(model)
+    modules = (encoder, decoder)
+    was_training = [m.training for m in modules]
+    device = device or next(encoder.parameters()).device
+    images = torch.as_tensor(images, dtype=torch.float32)
+    total = 0.0
+    try:
+        for m in modules:
+            m.eval()
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].to(device)
+            recon = decoder(encoder(x).embedding)["reconstruction"]
+            total += float((recon - x).pow(2).sum())
+    finally:
+        for m, mode in zip(modules, was_training):
+            m.train(mode)
+    n_pixels = images[0].numel()
+    return {"sse_per_image": total / len(images), "mse_per_pixel": total / len(images) / n_pixels}

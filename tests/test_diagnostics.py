@@ -43,3 +43,15 @@ def test_works_on_pythae_vae_and_restores_mode():
     assert len(stats["chain_drift"]) == 3
     with pytest.raises(ValueError):
         autoencoding_consistency(model, n_samples=1)
+
+
+def test_reconstruction_error_of_a_known_decoder():
+    from pythae_avae.diagnostics import reconstruction_error
+
+    # mu(x) = 0.9 (2x - 1), g(z) = (z + 1)/2: g(mu(x)) = 0.9 x + 0.05, error 0.05 - 0.1 x
+    model = VAE(VAEConfig(input_dim=(1, 2, 2), latent_dim=4), ScaledIdentityEncoder(0.9), LinearDecoder())
+    x = torch.rand(10, 1, 2, 2)
+    expected = ((0.05 - 0.1 * x) ** 2).sum() / 10
+    stats = reconstruction_error(model, x, batch_size=3)
+    assert stats["sse_per_image"] == pytest.approx(float(expected), rel=1e-5)
+    assert stats["mse_per_pixel"] == pytest.approx(float(expected) / 4, rel=1e-5)

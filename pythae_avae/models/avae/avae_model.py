@@ -1,8 +1,5 @@
-from typing import Optional
-
 import torch
 from pythae.models.base.base_utils import ModelOutput
-from pythae.models.nn import BaseDecoder, BaseEncoder
 
 from ..base import AVAEFamilyModel
 from ..coupling import consistency_loss
@@ -36,14 +33,6 @@ class AVAE(AVAEFamilyModel):
         >>> sorted(out.keys())  # doctest: +NORMALIZE_WHITESPACE
         ['coupling_loss', 'entropy_loss', 'loss', 'recon_loss', 'recon_x', 'reg_loss', 'z']
     """
-
-    def __init__(
-        self,
-        model_config: AVAEConfig,
-        encoder: Optional[BaseEncoder] = None,
-        decoder: Optional[BaseDecoder] = None,
-    ):
-        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
 
     def delusion(self, recon_x: torch.Tensor) -> torch.Tensor:
         """The auxiliary image ``x~``: the decoder output, cut from the autograd graph."""

@@ -1,13 +1,13 @@
 import dataclasses
 import os
 from copy import deepcopy
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from pythae.data.datasets import DatasetOutput
 from pythae.models import VAE, AutoModel
 from pythae.models.base.base_utils import ModelOutput
-from pythae.models.nn import BaseDecoder, BaseEncoder
+from pythae.models.nn import BaseDecoder
 
 from ..avae.avae_model import AVAE
 from ..base import AVAEFamilyConfig
@@ -56,14 +56,6 @@ class AVAE_SS(AVAE):
 
     #: the data-free trainer accepts this model
     data_free = True
-
-    def __init__(
-        self,
-        model_config: AVAE_SS_Config,
-        encoder: Optional[BaseEncoder] = None,
-        decoder: Optional[BaseDecoder] = None,
-    ):
-        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
 
     # ---- the frozen decoder -----------------------------------------------------------------
     def set_decoder(self, decoder: BaseDecoder) -> None:

@@ -1,8 +1,5 @@
-from typing import Optional
-
 import torch
 from pythae.models.base.base_utils import ModelOutput
-from pythae.models.nn import BaseDecoder, BaseEncoder
 
 from ..base import AVAEFamilyModel
 from ..coupling import consistency_loss
@@ -47,14 +44,6 @@ class SE(AVAEFamilyModel):
         >>> float(out.loss) > 0
         True
     """
-
-    def __init__(
-        self,
-        model_config: SEConfig,
-        encoder: Optional[BaseEncoder] = None,
-        decoder: Optional[BaseDecoder] = None,
-    ):
-        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
 
     def select(self, x: torch.Tensor) -> torch.Tensor:
         """The detached auxiliary point ``x~ = Select(x)`` with this model's attack settings."""

@@ -1,8 +1,5 @@
-from typing import Optional
-
 import torch
 from pythae.models.base.base_utils import ModelOutput
-from pythae.models.nn import BaseDecoder, BaseEncoder
 
 from ..avae.avae_model import AVAE
 from ..registry import register_model
@@ -38,14 +35,6 @@ class SE_AVAE(SE, AVAE):
         encoder (BaseEncoder): a Pythae encoder; None builds Pythae's default MLP.
         decoder (BaseDecoder): a Pythae decoder; None builds Pythae's default MLP.
     """
-
-    def __init__(
-        self,
-        model_config: SE_AVAE_Config,
-        encoder: Optional[BaseEncoder] = None,
-        decoder: Optional[BaseDecoder] = None,
-    ):
-        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
 
     def forward(self, inputs, **kwargs) -> ModelOutput:
         x = self.get_data(inputs)

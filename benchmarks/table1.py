@@ -1,0 +1,202 @@
+"""Table 1 reproduction on colorMNIST: seven rows, same ConvNet, budget in iterations.
+
+    python benchmarks/table1.py --iterations 20000 --seeds 0 1 2          # resumable
+    python benchmarks/table1.py --rows VAE AVAE --iterations 3000 --seeds 0
+
+Every (row, seed) run lives in ``<output-dir>/runs/<row>/seed<k>``: training resumes from its
+``state`` folder (chunks of ``--chunk-iterations``), and a run whose ``result.json`` exists is
+skipped, so rerunning after an interruption continues. ``AVAE-SS`` post-trains the ``VAE`` row
+of the same seed (trained first if missing) for the same number of iterations.
+
+Columns: adversarial accuracy of linear probes on mu(x) for the digit and colour tasks under
+PGD (CE and margin, per-example worst case) at each ``--eps``, AutoAttack at ``--aa-eps`` on
+``--aa-n`` images, training seconds per iteration relative to the VAE row (measured in the
+runs, so noisy on a shared machine: ``benchmarks/speed.py`` gives the interleaved ratios),
+and the test reconstruction error of g(mu(x)). Results: ``results.json`` and ``results.md``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
+from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
+from pythae_avae.evaluation import evaluate_robustness
+from pythae_avae.recipes import build_model, default_device, post_train_avae_ss, train_for_iterations
+
+#: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
+ROWS = {
+    "VAE": ("VAE", {}),
+    "SE^5_0.1": ("SE", {"se_eps": 0.1, "se_steps": 5}),
+    "SE^5_0.2": ("SE", {"se_eps": 0.2, "se_steps": 5}),
+    "AVAE": ("AVAE", {}),
+    "SE_0.1-AVAE": ("SE-AVAE", {"se_eps": 0.1, "se_steps": 5}),
+    "SE_0.2-AVAE": ("SE-AVAE", {"se_eps": 0.2, "se_steps": 5}),
+    "AVAE-SS": ("AVAE-SS", {}),
+}
+
+
+def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results/table1"):
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rows", nargs="+", default=list(rows), choices=list(rows))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--iterations", type=int, default=20000)
+    p.add_argument("--chunk-iterations", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--latent-dim", type=int, default=64)
+    p.add_argument("--obs-var", type=float, default=0.5)
+    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-mlp"])
+    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    p.add_argument("--eval-n", type=int, default=1000)
+    p.add_argument("--pgd-steps", type=int, default=100)
+    p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--aa-eps", type=float, default=0.1)
+    p.add_argument("--aa-n", type=int, default=200, help="AutoAttack images per task (0: skip)")
+    p.add_argument("--mnist-root", help="full MNIST via torchvision (default: embedded 5k digits)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--output-dir", default=output_dir)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    args.row_specs = rows
+    return args
+
+
+def run_dir(args, row, seed):
+    return os.path.join(args.output_dir, "runs", row.replace("^", ""), f"seed{seed}")
+
+
+def train_row(args, row, seed, data, trained):
+    name, fields = args.row_specs[row]
+    out = run_dir(args, row, seed)
+    config = {"obs_var": args.obs_var, **fields}  # a row may set its own obs_var
+    iterations = config.pop("iterations", args.iterations)
+    common = dict(iterations=iterations, batch_size=args.batch_size,
+                  learning_rate=args.lr, seed=seed, device=args.device)
+    start = time.perf_counter()
+    if name == "AVAE-SS":
+        vae = trained.get(("VAE", seed)) or load_or_train(args, "VAE", seed, data, trained)
+        model = post_train_avae_ss(vae, config, output_dir=out, **common)
+    else:
+        model = build_model(name, args.arch, args.latent_dim, **config)
+        model = train_for_iterations(model, data["train"], data["test"], output_dir=out,
+                                     chunk_iterations=args.chunk_iterations,
+                                     callbacks=[RecolorCallback()], **common)
+    return model, (time.perf_counter() - start) / iterations
+
+
+def load_or_train(args, row, seed, data, trained):
+    model, _ = train_row(args, row, seed, data, trained)
+    trained[(row, seed)] = model
+    return model
+
+
+def evaluate_row(args, model, row, seed, data, seconds_per_iter):
+    x_test, y_test = data["test_arrays"]
+    n = args.eval_n
+    test = (x_test[:n], {t: y[:n] for t, y in y_test.items()})
+    out = run_dir(args, row, seed)
+    pgd = evaluate_robustness(
+        model, data["train_arrays"], test, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
+        model_name=row, pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=seed,
+        device=args.device, progress=not args.no_progress, output_dir=os.path.join(out, "eval_pgd"),
+    )
+    rows = [dict(r) for r in pgd.rows]
+    if args.aa_n > 0:
+        aa_test = (x_test[: args.aa_n], {t: y[: args.aa_n] for t, y in y_test.items()})
+        aa = evaluate_robustness(
+            model, data["train_arrays"], aa_test, tasks=list(TASKS), eps=(args.aa_eps,),
+            attacks=("autoattack",), model_name=row, seed=seed, device=args.device,
+            progress=not args.no_progress, output_dir=os.path.join(out, "eval_autoattack"),
+        )
+        rows += [dict(r) for r in aa.rows if r["attack"] != "clean"]
+    return {
+        "row": row, "seed": seed,
+        "iterations": args.row_specs[row][1].get("iterations", args.iterations),
+        "seconds_per_iteration": seconds_per_iter,
+        "reconstruction": reconstruction_error(model, x_test),
+        "consistency": autoencoding_consistency(model, n_samples=500, seed=seed),
+        "evaluation": rows,
+    }
+
+
+def accuracy(result, task, eps, attack):
+    for r in result["evaluation"]:
+        if r["task"] == task and abs(r["eps"] - eps) < 1e-12 and r["attack"] == attack:
+            return r["accuracy"]
+    return None
+
+
+def summarize(args, results):
+    columns = [(t, e, "pgd") for t in TASKS for e in args.eps] + [(t, args.aa_eps, "autoattack") for t in TASKS]
+    header = ["model"] + [f"{t} {a.upper() if a == 'autoattack' else ''}{e:g}".replace("AUTOATTACK", "AA ") for t, e, a in columns]
+    header += ["time ×VAE", "SSE/img", "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    vae_rows = [r for r in results if args.row_specs[r][0] == "VAE"]
+    vae_time = statistics.mean(r["seconds_per_iteration"] for r in results[vae_rows[0]]) if vae_rows else None
+    for row, runs in results.items():
+        cells = [row]
+        for task, eps, attack in columns:
+            values = [v for v in (accuracy(r, task, eps, attack) for r in runs) if v is not None]
+            if not values:
+                cells.append("–")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.1f}")
+            else:
+                cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
+        t = statistics.mean(r["seconds_per_iteration"] for r in runs)
+        cells.append(f"×{t / vae_time:.2f}" if vae_time else "–")
+        cells.append(f"{statistics.mean(r['reconstruction']['sse_per_image'] for r in runs):.1f}")
+        cells.append(",".join(str(r["seed"]) for r in runs))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
+         output_dir="benchmarks/results/table1"):
+    args = parse_args(argv, rows, doc, output_dir)
+    args.device = args.device or default_device()
+    source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
+    train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)
+    data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+    print(f"{title} | {machine} | rows={args.rows} seeds={args.seeds} iterations={args.iterations}")
+    results, trained = {}, {}
+    for seed in args.seeds:
+        for row in args.rows:
+            path = os.path.join(run_dir(args, row, seed), "result.json")
+            if os.path.isfile(path):
+                print(f"skip {row} seed {seed}: {path} exists")
+            else:
+                model, spi = train_row(args, row, seed, data, trained)
+                trained[(row, seed)] = model
+                result = evaluate_row(args, model, row, seed, data, spi)
+                with open(path, "w") as f:
+                    json.dump(result, f, indent=2)
+            with open(path) as f:
+                results.setdefault(row, []).append(json.load(f))
+    table = summarize(args, {row: results[row] for row in args.rows if row in results})
+    note = (
+        f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
+        f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}, {args.iterations} iterations, "
+        f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
+        f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
+        f"AutoAttack at eps {args.aa_eps} on {args.aa_n}. Mean ± std over seeds. Machine: {machine}."
+    )
+    print("\n" + note + "\n\n" + table)
+    with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+        f.write(f"# {title}\n\n" + note + "\n\n" + table + "\n")
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump({"args": {k: v for k, v in vars(args).items() if k != "row_specs"}, "machine": machine, "results": results}, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,106 @@
+"""Figures of the paper, as PNG files (matplotlib, no screen needed).
+
+* :func:`plot_chains` — Fig. 1: iterated encode/decode chains ``x_{t+1} = g(mu(x_t))`` of
+  several models from the same start images;
+* :func:`plot_accuracy_curves` — Fig. 5: adversarial accuracy against any swept quantity
+  (evaluation radius, training iteration, rho) from result rows.
+"""
+
+from typing import Dict, Iterable, List, Mapping, Optional
+
+import numpy as np
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@torch.no_grad()
+def encode_decode_chain(model, images: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    """``(steps + 1, N, C, H, W)``: the images and ``steps`` rounds of ``g(mu(.))``."""
+    model = getattr(model, "module", model)
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.encoder.parameters()).device
+        x = torch.as_tensor(images, dtype=torch.float32).to(device)
+        chain = [x.cpu()]
+        for _ in range(steps):
+            x = model.decoder(model.encoder(x).embedding)["reconstruction"]
+            chain.append(x.cpu())
+    finally:
+        model.train(was_training)
+    return torch.stack(chain)
+
+
+def plot_chains(models: Mapping[str, object], images, path: str, steps: int = 8) -> str:
+    """Fig. 1: one block per model, one row per start image, one column per chain step."""
+    plt = _pyplot()
+    chains = {name: encode_decode_chain(m, images, steps) for name, m in models.items()}
+    n_images = len(images)
+    fig, axes = plt.subplots(
+        n_images * len(chains), steps + 1, figsize=(1.1 * (steps + 1), 1.1 * n_images * len(chains)),
+        squeeze=False,
+    )
+    for b, (name, chain) in enumerate(chains.items()):
+        for i in range(n_images):
+            for t in range(steps + 1):
+                ax = axes[b * n_images + i, t]
+                img = chain[t, i].permute(1, 2, 0).numpy()
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap="gray")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if t == 0 and i == 0:
+                    ax.set_ylabel(name, fontsize=8)
+                if b == 0 and i == 0:
+                    ax.set_title("x" if t == 0 else f"t={t}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_curves(
+    rows: Iterable[Dict],
+    path: str,
+    x: str = "eps",
+    task: Optional[str] = None,
+    attack: Optional[str] = None,
+    series: str = "model",
+    title: str = "",
+) -> str:
+    """Fig. 5: accuracy (%) against ``rows[x]``, one line per value of ``rows[series]``.
+
+    Args:
+        rows: dicts with at least ``x``, ``series`` and ``accuracy`` keys (evaluation rows).
+        task, attack: keep only rows of this task / attack (rows without the key are kept).
+    """
+    plt = _pyplot()
+    lines: Dict[str, List] = {}
+    for row in rows:
+        if task is not None and row.get("task", task) != task:
+            continue
+        if attack is not None and row.get("attack", attack) not in (attack, "clean"):
+            continue
+        lines.setdefault(str(row[series]), []).append((row[x], row["accuracy"]))
+    if not lines:
+        raise ValueError(f"no rows to plot for task={task!r}, attack={attack!r}")
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name, points in lines.items():
+        points = sorted(points)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xlabel(x)
+    ax.set_ylabel("adversarial accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

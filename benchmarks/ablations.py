@@ -28,6 +28,9 @@ VARIANTS = {
     "AVAE v=2": ("AVAE", {"obs_var": 2.0}),
     "VAE v=0.1": ("VAE", {"obs_var": 0.1}),
     "AVAE v=0.1": ("AVAE", {"obs_var": 0.1}),
+    # BatchNorm: AVAE encodes x and x~ in separate batches, so BN statistics mix both
+    "VAE no BN": ("VAE", {"arch": "colormnist-conv-nobn"}),
+    "AVAE no BN": ("AVAE", {"arch": "colormnist-conv-nobn"}),
     # training length (x3)
     "VAE x3 iterations": ("VAE", {"iterations": None}),
     "AVAE x3 iterations": ("AVAE", {"iterations": None}),

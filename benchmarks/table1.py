@@ -52,7 +52,7 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--obs-var", type=float, default=0.5)
-    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-mlp"])
+    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-conv-nobn", "colormnist-mlp"])
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--eval-n", type=int, default=1000)
     p.add_argument("--pgd-steps", type=int, default=100)
@@ -77,6 +77,7 @@ def train_row(args, row, seed, data, trained):
     out = run_dir(args, row, seed)
     config = {"obs_var": args.obs_var, **fields}  # a row may set its own obs_var
     iterations = config.pop("iterations", args.iterations)
+    arch = config.pop("arch", args.arch)
     common = dict(iterations=iterations, batch_size=args.batch_size,
                   learning_rate=args.lr, seed=seed, device=args.device)
     start = time.perf_counter()
@@ -84,7 +85,7 @@ def train_row(args, row, seed, data, trained):
         vae = trained.get(("VAE", seed)) or load_or_train(args, "VAE", seed, data, trained)
         model = post_train_avae_ss(vae, config, output_dir=out, **common)
     else:
-        model = build_model(name, args.arch, args.latent_dim, **config)
+        model = build_model(name, arch, args.latent_dim, **config)
         model = train_for_iterations(model, data["train"], data["test"], output_dir=out,
                                      chunk_iterations=args.chunk_iterations,
                                      callbacks=[RecolorCallback()], **common)

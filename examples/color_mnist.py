@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     p.add_argument("--models", nargs="+", default=["VAE", "AVAE"], choices=list(MODEL_NAMES))
-    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-mlp"])
+    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-conv-nobn", "colormnist-mlp"])
     p.add_argument("--iterations", type=int, help="training iterations per model (overrides preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides preset)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -3,6 +3,8 @@
 :data:`ARCHITECTURES` maps a name to its (encoder, decoder) classes, for command lines.
 """
 
+from functools import partial
+
 from .celeba import CELEBA_SHAPE, CelebAConvDecoder, CelebAConvEncoder
 from .color_mnist import (
     COLOR_MNIST_SHAPE,
@@ -15,6 +17,12 @@ from .color_mnist import (
 ARCHITECTURES = {
     "colormnist-mlp": (ColorMNISTMLPEncoder, ColorMNISTMLPDecoder, COLOR_MNIST_SHAPE),
     "colormnist-conv": (ColorMNISTConvEncoder, ColorMNISTConvDecoder, COLOR_MNIST_SHAPE),
+    # AVAE encodes x and its delusion in two batches, so BatchNorm sees two distributions
+    "colormnist-conv-nobn": (
+        partial(ColorMNISTConvEncoder, batch_norm=False),
+        ColorMNISTConvDecoder,
+        COLOR_MNIST_SHAPE,
+    ),
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 

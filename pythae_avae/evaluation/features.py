@@ -1,0 +1,61 @@
+"""Frozen mean representations ``mu(x)`` of any Pythae encoder, computed in batches."""
+
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def as_encoder(model_or_encoder) -> torch.nn.Module:
+    """A Pythae model's ``.encoder`` (DDP-unwrapped), or the encoder itself."""
+    model = getattr(model_or_encoder, "module", model_or_encoder)
+    encoder = getattr(model, "encoder", model)
+    if not isinstance(encoder, torch.nn.Module):
+        raise TypeError(f"expected a Pythae model or encoder (nn.Module), got {type(model_or_encoder)}")
+    return encoder
+
+
+def default_device(device: Optional[str] = None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_images(X, name: str = "X") -> torch.Tensor:
+    """Validates ``(N, C, H, W)`` images in [0, 1]; returns a float32 CPU tensor."""
+    X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
+    if X.ndim != 4:
+        raise ValueError(f"{name} must be images of shape (N, C, H, W), got shape {tuple(X.shape)}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty")
+    X = X.detach().to("cpu", torch.float32)
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name} must hold pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    return X
+
+
+def embed(
+    model_or_encoder,
+    X,
+    batch_size: int = 256,
+    device: Optional[str] = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """``mu(x)`` for every image, as float32 numpy ``(N, d)``; encoder in eval mode, no grad.
+
+    The encoder's train/eval mode is restored and nothing in it changes.
+    """
+    encoder = as_encoder(model_or_encoder)
+    X = check_images(X)
+    device = default_device(device)
+    was_training = encoder.training
+    original_device = next(encoder.parameters()).device
+    encoder.eval().to(device)
+    out = []
+    try:
+        with torch.no_grad():
+            for start in tqdm(range(0, len(X), batch_size), desc="embedding", disable=not progress, leave=False):
+                out.append(encoder(X[start : start + batch_size].to(device)).embedding.float().cpu())
+    finally:
+        encoder.train(was_training).to(original_device)
+    return torch.cat(out).numpy()

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from eval_fixtures import LinearEncoder, make_data
+from pythae_avae.evaluation import (
+    LinearProbe,
+    autoattack_config,
+    autoattack_robust_mask,
+    pgd_linf,
+    pgd_robust_mask,
+)
+
+SHAPE = (3, 6, 6)
+D = 108
+
+
+def linear_setup(n_classes=7, n=400, seed=0):
+    encoder = LinearEncoder(D, d=8, seed=seed)
+    X, y = make_data(n, SHAPE, n_classes, seed=seed, encoder=encoder)
+    probe = LinearProbe(encoder, device="cpu").fit(X[:200], y[:200])
+    clf = probe.to_torch().eval()
+    known = np.isin(y[200:], probe.classes_)  # rare classes may miss the training half
+    X_test = torch.from_numpy(X[200:][known])
+    y_idx = torch.from_numpy(probe.label_indices(y[200:][known]))
+    return clf, X_test, y_idx
+
+
+def exact_robust(clf, X, y, eps):
+    """Closed-form robust accuracy of a linear classifier on the L-inf ball cut to [0, 1]."""
+    M = (clf.linear.weight @ clf.encoder.lin.weight).double()
+    c = (clf.linear.weight @ clf.encoder.lin.bias + clf.linear.bias).double()
+    x = X.flatten(1).double()
+    robust = torch.ones(len(x), dtype=torch.bool)
+    lower, upper = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    for j in range(M.shape[0]):
+        w = M[y] - M[j]  # (N, D): margin of true class y over class j
+        worst = torch.where(w > 0, lower, upper)
+        margin = (w * worst).sum(1) + c[y] - c[j]
+        robust &= (margin > 0) | (y == j)
+    return robust.numpy()
+
+
+@pytest.mark.parametrize("n_classes", [2, 7])
+@pytest.mark.parametrize("eps", [0.01, 0.03])
+def test_pgd_matches_exact_linear_oracle(n_classes, eps):
+    clf, X, y = linear_setup(n_classes)
+    exact = exact_robust(clf, X, y, eps).mean()
+    pgd = pgd_robust_mask(clf, X, y, eps, steps=50, device="cpu").mean()
+    assert 0.05 < exact < 0.95, "the oracle case must be non-trivial"
+    assert pgd >= exact - 1e-9  # no attack beats the exact worst case
+    assert pgd - exact <= 0.01  # within one point
+
+
+def test_pgd_postconditions_and_zero_eps():
+    clf, X, y = linear_setup(7)
+    x_adv, broken = pgd_linf(clf, X, y, eps=0.05, steps=10, loss="margin")
+    assert float((x_adv - X).abs().max()) <= 0.05 + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1 and not x_adv.requires_grad
+    with torch.no_grad():
+        clean = (clf(X).argmax(1) == y).numpy()
+    assert np.array_equal(pgd_robust_mask(clf, X, y, 0.0, device="cpu"), clean)
+
+
+def test_accuracy_non_increasing_in_eps():
+    clf, X, y = linear_setup(7)
+    accs = [pgd_robust_mask(clf, X, y, e, steps=20, device="cpu", seed=1).mean() for e in (0, 0.01, 0.02, 0.05, 0.2)]
+    assert all(a >= b for a, b in zip(accs, accs[1:]))
+    assert accs[-1] < 0.05  # a large radius breaks (nearly) everything: no gradient masking
+
+
+def test_pgd_breaks_an_undefended_conv_model_and_leaves_it_untouched():
+    from pythae_avae.nets import ColorMNISTConvEncoder
+
+    torch.manual_seed(0)
+    encoder = ColorMNISTConvEncoder(8)
+    encoder.train()
+    X = torch.rand(200, 3, 28, 28)
+    with torch.no_grad():
+        encoder.eval()
+        y = (encoder(X).embedding[:, 0] > encoder(X).embedding[:, 0].median()).long().numpy()
+        encoder.train()
+    probe = LinearProbe(encoder, device="cpu").fit(X.numpy(), y)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    clf = probe.to_torch()
+    labels = torch.from_numpy(probe.label_indices(y))
+    clean = pgd_robust_mask(clf, X, labels, 0.0, device="cpu").mean()
+    adv = pgd_robust_mask(clf, X, labels, 0.1, steps=20, device="cpu").mean()
+    assert clean > 0.8 and adv < 0.2 * clean
+    assert encoder.training  # mode restored
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(v, before[k]), k  # weights and BatchNorm statistics
+    assert all(p.grad is None for p in encoder.parameters())
+
+
+def test_bad_eps_and_loss():
+    clf, X, y = linear_setup(3, n=220)
+    with pytest.raises(ValueError, match="eps"):
+        pgd_robust_mask(clf, X, y, -0.1)
+    with pytest.raises(ValueError, match="loss"):
+        pgd_robust_mask(clf, X, y, 0.1, losses=("hinge",))
+
+
+def test_autoattack_configuration_by_class_count():
+    assert autoattack_config(10) == ("standard", None, 9)
+    assert autoattack_config(7) == ("standard", None, 6)
+    assert autoattack_config(2)[1] == ["apgd-ce", "fab", "square"]
+    assert "apgd-dlr" in autoattack_config(3)[1]
+    with pytest.raises(ValueError):
+        autoattack_config(1)
+
+
+@pytest.mark.parametrize("n_classes", [10, 7, 2])
+def test_autoattack_runs_where_points_survive_and_is_no_weaker_than_pgd(n_classes):
+    clf, X, y = linear_setup(n_classes, n=260)
+    X, y = X[:40], y[:40]
+    eps = 0.005  # small: some points survive APGD-CE, so the later attacks really run
+    pgd = pgd_robust_mask(clf, X, y, eps, steps=50, device="cpu")
+    aa = autoattack_robust_mask(clf, X, y, eps, n_classes=int(clf.linear.out_features), device="cpu")
+    exact = exact_robust(clf, X, y, eps)
+    assert 0 < aa.sum() < len(aa)
+    assert aa.mean() <= pgd.mean() + 0.05
+    assert aa.mean() >= exact.mean() - 1e-9

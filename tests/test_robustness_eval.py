@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eval_fixtures import LinearEncoder, make_data
+from pythae_avae import AVAE, AVAEConfig
+from pythae_avae.evaluation import evaluate_robustness, format_table1, import_robustbench
+
+SHAPE = (3, 6, 6)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    encoder = LinearEncoder(108, d=8)
+    X, y = make_data(300, SHAPE, 3, encoder=encoder)
+    labels = {"rule": y, "binary": (y == 0).astype(int)}
+    train = (X[:200], {t: v[:200] for t, v in labels.items()})
+    test = (X[200:], {t: v[200:] for t, v in labels.items()})
+    return encoder, train, test
+
+
+def test_end_to_end_rows_and_files(setup, tmp_path):
+    encoder, train, test = setup
+    table = evaluate_robustness(encoder, train, test, eps=(0, 0.01, 0.3), attacks=("pgd", "autoattack"),
+                                autoattack_n=30, pgd_steps=20, output_dir=str(tmp_path), model_name="lin",
+                                device="cpu", progress=False)
+    assert len(table) == 2 * 3 * 2
+    for task in ("rule", "binary"):
+        clean = table.accuracy(task, 0, "pgd")
+        assert clean == table.select(task=task, eps=0.0, attack="pgd")[0]["clean_accuracy"]
+        assert table.accuracy(task, 0.01, "pgd") <= clean
+        assert table.accuracy(task, 0.3, "pgd") < 10  # a large radius breaks a linear model
+    binary = table.select(task="binary", attack="autoattack", eps=0.01)[0]
+    assert binary["n"] == 30 and "margin PGD" in binary["details"]
+    assert binary["majority_rate"] == pytest.approx(100 * max(np.mean(test[1]["binary"]), 1 - np.mean(test[1]["binary"])))
+    cards = json.loads((tmp_path / "robustness.json").read_text())["cards"]
+    assert {"clean_acc", "autoattack_acc", "eps", "threat_model", "n_examples", "balanced_acc"} <= set(cards[0])
+    assert cards[0]["threat_model"] == "Linf" and isinstance(cards[0]["eps"], str)
+    assert (tmp_path / "robustness.csv").read_text().splitlines()[0].startswith("model,task")
+    assert "| model | task" in (tmp_path / "robustness.md").read_text()
+    md = format_table1({"lin": table}, ["rule", "binary"], [0, 0.01])
+    assert md.splitlines()[2].startswith("| lin |")
+
+
+def test_works_on_a_pythae_model_and_leaves_it_untouched():
+    model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    X = np.random.default_rng(0).uniform(size=(60, *SHAPE)).astype(np.float32)
+    y = (X.mean(axis=(1, 2, 3)) > 0.5).astype(int)
+    table = evaluate_robustness(model, (X, {"t": y}), (X, {"t": y}), eps=(0, 0.05), device="cpu",
+                                pgd_steps=5, progress=False)
+    assert len(table) == 2
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_bad_arguments(setup):
+    encoder, train, test = setup
+    with pytest.raises(ValueError, match="attacks"):
+        evaluate_robustness(encoder, train, test, attacks=("fgsm",))
+    with pytest.raises(ValueError, match="eps"):
+        evaluate_robustness(encoder, train, test, eps=(-0.1,))
+    with pytest.raises(ValueError, match="tasks"):
+        evaluate_robustness(encoder, train, test, tasks=["missing"])
+    with pytest.raises(TypeError, match="pair"):
+        evaluate_robustness(encoder, train[0], test)
+
+
+def test_robustbench_imports_beside_pyautoattack():
+    robustbench = import_robustbench()
+    from robustbench.model_zoo.enums import ThreatModel
+
+    assert ThreatModel("Linf").value == "Linf"
+    import autoattack
+    import pyautoattack
+
+    assert autoattack.AutoAttack is pyautoattack.AutoAttack
+    assert hasattr(robustbench, "benchmark")

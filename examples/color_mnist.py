@@ -10,6 +10,7 @@ Writes ``results.json``, ``table.md`` and the per-model evaluation files to ``--
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -20,6 +21,7 @@ import torch
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, format_consistency
 from pythae_avae.evaluation import evaluate_robustness, format_table1
+from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.recipes import MODEL_NAMES, available_models, build_model, default_device
 from pythae_avae.recipes import post_train_avae_ss, train_for_iterations
 
@@ -55,6 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", default="outputs/color_mnist")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="show Pythae's training logs")
     args = p.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         attr = key.replace("-", "_")
@@ -90,8 +93,17 @@ def train_one(name, args, train, test, trained):
     return train_for_iterations(model, train, test, callbacks=[RecolorCallback()], **common)
 
 
+def quiet_pythae():
+    """Pythae sets INFO on each of its module loggers; keep warnings, progress bars stay."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if not args.verbose:
+        quiet_pythae()
     args.device = args.device or default_device()
     torch.manual_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
@@ -121,6 +133,13 @@ def main(argv=None):
         )
 
     table = format_table1(results, tasks=list(TASKS), eps=tuple(args.eps))
+    figures = os.path.join(args.output_dir, "figures")
+    os.makedirs(figures, exist_ok=True)
+    plot_chains(trained, x_test[:4], os.path.join(figures, "fig1_chains.png"))
+    all_rows = [row for res in results.values() for row in res.rows]
+    for task in TASKS:
+        plot_accuracy_curves(all_rows, os.path.join(figures, f"fig5_{task}_accuracy_vs_eps.png"),
+                             task=task, attack="pgd", title=f"{task}: PGD accuracy vs eps")
     header = (f"Adversarial accuracy (%) of a linear probe on mu(x), L-inf PGD-{args.pgd_steps} "
               f"x{args.pgd_restarts} restarts (CE and margin), n={len(x_test[: args.eval_n])} "
               f"test images, seed {args.seed}, {args.iterations} training iterations")

@@ -5,6 +5,8 @@ samples ``z ~ N(0, I)``, ``x = g(z)`` (decoder mean) and ``z' = mu(x)``:
 
 * ``slope``: least-squares slope of ``z'`` on ``z`` pooled over dimensions (about ``rho``
   for a consistent AVAE; the transition kernel is ``N(rho z, (1 - rho^2) I)``);
+* ``active_dims`` / ``slope_active``: the same restricted to dimensions the decoder uses
+  (std of ``z'`` above 0.1): collapsed dimensions pull the pooled slope toward 0;
 * ``residual_var``: variance of ``z' - slope * z`` (about ``1 - rho^2`` minus ``sigma'^2``);
 * ``mean_distance``: mean ``||z' - z||``;
 * ``chain_drift``: mean ``||mu(x_t) - mu(x_0)||`` along ``x_{t+1} = g(mu(x_t))`` (Fig. 1).
@@ -69,8 +71,12 @@ def autoencoding_consistency(
             m.train(mode)
     z, z_prime = torch.cat(zs).double(), torch.cat(zps).double()
     slope = float((z * z_prime).sum() / (z * z).sum())
+    active = z_prime.std(dim=0) > 0.1
+    za, zpa = z[:, active], z_prime[:, active]
     return {
         "slope": slope,
+        "active_dims": int(active.sum()),
+        "slope_active": float((za * zpa).sum() / (za * za).sum()) if bool(active.any()) else 0.0,
         "residual_var": float((z_prime - slope * z).var()),
         "mean_distance": float((z_prime - z).norm(dim=1).mean()),
         "chain_drift": (drift / n_samples).tolist(),
@@ -80,7 +86,8 @@ def autoencoding_consistency(
 def format_consistency(name: str, stats: Dict[str, object]) -> str:
     drift = stats["chain_drift"]
     return (
-        f"{name}: slope of mu(g(z)) on z = {stats['slope']:.3f}, residual var = "
+        f"{name}: slope of mu(g(z)) on z = {stats['slope']:.3f} ({stats['slope_active']:.3f} on "
+        f"{stats['active_dims']} active dims), residual var = "
         f"{stats['residual_var']:.3f}, mean ||mu(g(z)) - z|| = {stats['mean_distance']:.2f}, "
         f"chain drift after {len(drift) - 1} steps = {drift[-1]:.2f}"
     )

@@ -29,6 +29,7 @@ def test_slope_recovers_a_known_transition():
     stats = autoencoding_consistency(model, n_samples=400, chain_steps=3)
     assert stats["slope"] == pytest.approx(0.9, abs=1e-6)
     assert stats["residual_var"] == pytest.approx(0.0, abs=1e-9)
+    assert stats["active_dims"] == 4 and stats["slope_active"] == pytest.approx(0.9, abs=1e-6)
     assert stats["chain_drift"][0] == 0.0
     # mu_t = 0.9^t mu_0, so the drift grows with t
     assert stats["chain_drift"][3] > stats["chain_drift"][1] > 0

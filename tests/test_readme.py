@@ -17,9 +17,12 @@ def test_readme_snippet_runs(tmp_path, monkeypatch):
     assert blocks, "README has no python snippet"
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    for block in blocks:  # the snippets build on each other, as a reader runs them
+        exec(compile(block, "README.md", "exec"), namespace)
     assert type(namespace["reloaded"]).__name__ == "AVAE"
     assert (tmp_path / "runs" / "my_avae" / "model_config.json").exists()
+    assert len(namespace["table"]) == 4 and (tmp_path / "runs" / "eval" / "robustness.json").exists()
+    assert type(namespace["ss"]).__name__ == "AVAE_SS"
 
 
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one():

@@ -29,7 +29,7 @@ def check_images(X, name: str = "X") -> torch.Tensor:
         raise ValueError(f"{name} is empty")
     X = X.detach().to("cpu", torch.float32)
     lo, hi = float(X.min()), float(X.max())
-    if lo < 0 or hi > 1:
+    if not (lo >= 0 and hi <= 1):  # also catches NaN
         raise ValueError(f"{name} must hold pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
     return X
 

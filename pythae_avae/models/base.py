@@ -103,7 +103,7 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
                 f"(model_config.input_dim), got {tuple(x.shape)}"
             )
         lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
+        if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN, for which every comparison fails
             raise ValueError(
                 f"{name} must hold pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
             )

@@ -37,7 +37,8 @@ def register_model(config_cls: Type):
     def decorator(model_cls):
         name = config_cls.__name__
         known = MODEL_REGISTRY.get(name)
-        if known is not None and known.model_cls.__qualname__ != model_cls.__qualname__:
+        identity = (model_cls.__module__, model_cls.__qualname__)
+        if known is not None and (known.model_cls.__module__, known.model_cls.__qualname__) != identity:
             raise ValueError(f"config name {name!r} is already registered to {known.model_cls}")
         MODEL_REGISTRY[name] = RegisteredModel(model_cls, config_cls)
         return model_cls

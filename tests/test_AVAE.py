@@ -1,0 +1,557 @@
+"""AVAE model tests, laid out like Pythae's tests/test_VAE.py (spec §9 items 7-10)."""
+
+import math
+import os
+from copy import deepcopy
+
+import numpy as np
+import pytest
+import torch
+from custom_architectures import (
+    Decoder_AVAE_Conv,
+    Decoder_AVAE_MLP,
+    Encoder_AVAE_Conv,
+    Encoder_AVAE_MLP,
+    NetBadInheritance,
+)
+from pydantic import ValidationError
+from pythae.customexception import BadInheritanceError
+from pythae.data.datasets import BaseDataset
+from pythae.models import VAE, AutoModel, VAEConfig
+from pythae.pipelines import TrainingPipeline
+from pythae.samplers import NormalSampler
+from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+import pythae_avae  # noqa: F401  (hooks AutoModel)
+from pythae_avae import AVAE, AVAEConfig
+
+SHAPE = (3, 28, 28)
+SMALL = (1, 16, 16)
+LATENT = 4
+OUT_KEYS = {
+    "loss", "recon_loss", "reg_loss", "coupling_loss", "entropy_loss", "recon_x", "z"
+}
+
+# Configs are built per test from these kwargs: Pythae's BaseAE writes `uses_default_*` back
+# into the config object, so a config must not be shared between two models.
+CONFIG_KWARGS = [
+    dict(input_dim=SHAPE, latent_dim=LATENT, rho=0.9),
+    dict(input_dim=SMALL, latent_dim=6, rho=0.5, obs_var=0.3, reconstruction_loss="bce",
+         coupling_estimator="paired"),
+]
+
+
+def images(n, shape=SHAPE, seed=0):
+    return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
+
+
+def state_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(params=CONFIG_KWARGS, ids=["rgb28-mse", "gray16-bce-paired"])
+def config_kwargs(request):
+    return dict(request.param)
+
+
+@pytest.fixture
+def model_config(config_kwargs):
+    return AVAEConfig(**config_kwargs)
+
+
+@pytest.fixture(params=["conv", "mlp"])
+def custom_nets(request, config_kwargs):
+    torch.manual_seed(0)
+    shape, d = config_kwargs["input_dim"], config_kwargs["latent_dim"]
+    if request.param == "conv":
+        return Encoder_AVAE_Conv(shape, d), Decoder_AVAE_Conv(shape, d)
+    return Encoder_AVAE_MLP(shape, d), Decoder_AVAE_MLP(shape, d)
+
+
+class Test_Model_Building:
+    def test_build_model(self, model_config):
+        model = AVAE(model_config)
+        assert model.input_dim == model_config.input_dim
+        assert model.latent_dim == model_config.latent_dim
+        assert model.model_name == "AVAE"
+        assert model.model_config.rho == model_config.rho
+        assert model.model_config.uses_default_encoder
+        assert model.model_config.uses_default_decoder
+
+    def test_defaults(self):
+        cfg = AVAEConfig(input_dim=SHAPE)
+        assert cfg.name == "AVAEConfig"
+        assert cfg.latent_dim == 64 and cfg.rho == 0.975 and cfg.obs_var == 0.5
+        assert cfg.coupling_estimator == "analytic" and cfg.coupling == "product"
+        assert cfg.aux_noise is False and cfg.reproduce_official_sampling is False
+        assert cfg.reconstruction_loss == "mse"
+
+    def test_raises_bad_inheritance(self, model_config):
+        with pytest.raises(BadInheritanceError):
+            AVAE(model_config, encoder=NetBadInheritance())
+        with pytest.raises(BadInheritanceError):
+            AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT), decoder=NetBadInheritance())
+
+    def test_raises_no_input_dim(self, config_kwargs, custom_nets):
+        kwargs = {k: v for k, v in config_kwargs.items() if k != "input_dim"}
+        with pytest.raises(AttributeError):
+            AVAE(AVAEConfig(**kwargs))
+        with pytest.raises(AttributeError):
+            AVAE(AVAEConfig(**kwargs), encoder=custom_nets[0])
+        with pytest.raises(AttributeError):
+            AVAE(AVAEConfig(**kwargs), decoder=custom_nets[1])
+        model = AVAE(AVAEConfig(**kwargs), encoder=custom_nets[0], decoder=custom_nets[1])
+        assert model.input_dim is None
+
+    def test_build_custom_arch(self, model_config, custom_nets):
+        enc, dec = custom_nets
+        model = AVAE(model_config, encoder=enc, decoder=dec)
+        assert model.encoder is enc and model.decoder is dec
+        assert not model.model_config.uses_default_encoder
+        assert not model.model_config.uses_default_decoder
+
+
+class Test_Config:
+    @pytest.mark.parametrize("rho", [1.0, 1.5, -0.1, -1.0])
+    def test_bad_rho(self, rho):
+        with pytest.raises(ValueError, match="rho"):
+            AVAEConfig(input_dim=SHAPE, rho=rho)
+
+    @pytest.mark.parametrize("obs_var", [0.0, -0.5])
+    def test_bad_obs_var(self, obs_var):
+        with pytest.raises(ValueError, match="obs_var"):
+            AVAEConfig(input_dim=SHAPE, obs_var=obs_var)
+
+    def test_bad_latent_dim(self):
+        with pytest.raises(ValueError, match="latent_dim"):
+            AVAEConfig(input_dim=SHAPE, latent_dim=0)
+
+    @pytest.mark.parametrize("key", ["rhoo", "latnt_dim", "obsvar"])
+    def test_unknown_key(self, key):
+        with pytest.raises(ValueError, match=key):
+            AVAEConfig(input_dim=SHAPE, **{key: 0.9})
+
+    @pytest.mark.parametrize(
+        "key,value",
+        [
+            ("coupling_estimator", "sampled"),
+            ("coupling", "optimal"),
+            ("reconstruction_loss", "l1"),
+            ("rho", "abc"),
+            ("obs_var", "big"),
+        ],
+    )
+    def test_bad_values(self, key, value):
+        with pytest.raises(ValidationError, match=key):
+            AVAEConfig(input_dim=SHAPE, **{key: value})
+
+    def test_json_round_trip(self, tmp_path, config_kwargs):
+        cfg = AVAEConfig(**config_kwargs, aux_noise=True, coupling="entropic_ot")
+        cfg.save_json(str(tmp_path), "model_config")
+        back = AVAEConfig.from_json_file(os.path.join(tmp_path, "model_config.json"))
+        assert back.__dict__ == cfg.__dict__
+
+
+class Test_Model_Saving:
+    def _check_reload(self, model, dir_path):
+        for loader in (AVAE.load_from_folder, AutoModel.load_from_folder):
+            reloaded = loader(str(dir_path))
+            assert type(reloaded) is AVAE
+            assert reloaded.model_config.__dict__ == model.model_config.__dict__
+            assert state_equal(reloaded, model)
+        return reloaded
+
+    def test_default_model_saving(self, tmp_path, model_config):
+        torch.manual_seed(1)
+        model = AVAE(model_config)
+        model.save(str(tmp_path))
+        assert set(os.listdir(tmp_path)) == {"model.pt", "model_config.json", "environment.json"}
+        self._check_reload(model, tmp_path)
+
+    def test_custom_model_saving(self, tmp_path, model_config, custom_nets):
+        model = AVAE(model_config, encoder=custom_nets[0], decoder=custom_nets[1])
+        model.save(str(tmp_path))
+        assert set(os.listdir(tmp_path)) == {
+            "model.pt", "model_config.json", "environment.json", "encoder.pkl", "decoder.pkl"
+        }
+        reloaded = self._check_reload(model, tmp_path)
+        assert type(reloaded.encoder).__name__ == type(custom_nets[0]).__name__
+        assert type(reloaded.decoder).__name__ == type(custom_nets[1]).__name__
+        x = images(3, model_config.input_dim)
+        model.eval(), reloaded.eval()
+        torch.manual_seed(5)
+        a = model({"data": x})
+        torch.manual_seed(5)
+        b = reloaded({"data": x})
+        assert torch.equal(a.loss, b.loss) and torch.equal(a.recon_x, b.recon_x)
+
+    def test_model_pt_is_weights_only(self, tmp_path, model_config):
+        model = AVAE(model_config)
+        model.save(str(tmp_path))
+        payload = torch.load(os.path.join(tmp_path, "model.pt"), weights_only=True)
+        sd = payload["model_state_dict"]
+        assert sd.keys() == model.state_dict().keys()
+        assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
+
+    def test_raises_missing_files(self, tmp_path, model_config, custom_nets):
+        model = AVAE(model_config, encoder=custom_nets[0], decoder=custom_nets[1])
+        model.save(str(tmp_path))
+        os.remove(os.path.join(tmp_path, "decoder.pkl"))
+        with pytest.raises(FileNotFoundError):
+            AutoModel.load_from_folder(str(tmp_path))
+        os.remove(os.path.join(tmp_path, "encoder.pkl"))
+        with pytest.raises(FileNotFoundError):
+            AVAE.load_from_folder(str(tmp_path))
+        os.remove(os.path.join(tmp_path, "model.pt"))
+        with pytest.raises(FileNotFoundError):
+            AVAE.load_from_folder(str(tmp_path))
+        os.remove(os.path.join(tmp_path, "model_config.json"))
+        with pytest.raises(FileNotFoundError):
+            AutoModel.load_from_folder(str(tmp_path))
+
+
+class Test_Model_forward:
+    @pytest.fixture
+    def model(self, model_config):
+        torch.manual_seed(0)
+        return AVAE(model_config)
+
+    def test_output_keys_and_shapes(self, model):
+        x = images(5, model.input_dim)
+        out = model({"data": x})
+        assert set(out.keys()) == OUT_KEYS
+        assert out.z.shape == (5, model.latent_dim)
+        assert out.recon_x.shape == (5, *model.input_dim)
+        for k in OUT_KEYS - {"recon_x", "z"}:
+            assert out[k].shape == () and torch.isfinite(out[k])
+        torch.testing.assert_close(
+            out.loss, out.recon_loss + out.reg_loss + out.coupling_loss + out.entropy_loss
+        )
+
+    def test_wrong_shape(self, model):
+        bad = images(2, (2, *model.input_dim[1:]))
+        with pytest.raises(ValueError, match="shape"):
+            model({"data": bad})
+        with pytest.raises(ValueError, match="shape"):
+            model({"data": images(2, model.input_dim).flatten(1)})
+
+    @pytest.mark.parametrize("value", [1.5, -0.2])
+    def test_pixels_out_of_range(self, model, value):
+        x = images(2, model.input_dim)
+        x[0, 0, 0, 0] = value
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            model({"data": x})
+
+    def test_nan_pixels(self, model):
+        """NaN is not a pixel value in [0, 1]; the check must not let it through."""
+        x = images(2, model.input_dim)
+        x[1, 0, 1, 1] = float("nan")
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            model({"data": x})
+
+    def test_check_inputs_off(self, config_kwargs):
+        # "mse" only: BCE needs targets in [0, 1]
+        kwargs = {**config_kwargs, "reconstruction_loss": "mse"}
+        model = AVAE(AVAEConfig(**kwargs, check_inputs=False))
+        x = images(2, model.input_dim) * 2 - 0.5
+        assert torch.isfinite(model({"data": x}).loss)
+
+    def test_loss_is_vae_plus_extra_by_hand(self, config_kwargs):
+        """Spec §9.7 against an independent float64 re-implementation (same eps)."""
+        cfg = AVAEConfig(**{**config_kwargs, "coupling_estimator": "analytic"})
+        torch.manual_seed(0)
+        model = AVAE(cfg).double()
+        x = images(6, cfg.input_dim).double()
+        torch.manual_seed(123)
+        out = model({"data": x})
+
+        torch.manual_seed(123)
+        e = model.encoder(x)
+        mu, lv = e.embedding, e.log_covariance
+        z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+        recon = model.decoder(z)["reconstruction"]
+        if cfg.reconstruction_loss == "mse":
+            rec = ((recon - x) ** 2).flatten(1).sum(1) / (2 * cfg.obs_var)
+        else:
+            rec = -(x * recon.log() + (1 - x) * (1 - recon).log()).flatten(1).sum(1)
+        kl = 0.5 * (lv.exp() + mu**2 - 1 - lv).sum(1)
+        e2 = model.encoder(recon.detach())
+        mu2, lv2 = e2.embedding, e2.log_covariance
+        r, d = cfg.rho, cfg.latent_dim
+        C = -0.5 * d * math.log(2 * math.pi * (1 - r**2)) - (
+            lv2.exp() + r**2 * lv.exp() + (mu2 - r * mu) ** 2
+        ).sum(1) / (2 * (1 - r**2))
+        H = 0.5 * (math.log(2 * math.pi * math.e) + lv2).sum(1)
+
+        torch.testing.assert_close(out.z, z, rtol=0, atol=0)
+        torch.testing.assert_close(out.recon_loss, rec.mean(), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(out.reg_loss, kl.mean(), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(out.coupling_loss, -C.mean(), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(out.entropy_loss, -H.mean(), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(
+            out.loss, (rec + kl - C - H).mean(), rtol=1e-10, atol=1e-10
+        )
+
+    @pytest.mark.parametrize("reconstruction_loss", ["mse", "bce"])
+    def test_loss_is_pythae_vae_plus_extra(self, reconstruction_loss):
+        """With obs_var = 1, Pythae 0.1.2's VAE loss is the VAE part of AVAE's loss exactly."""
+        cfg = dict(input_dim=SHAPE, latent_dim=LATENT, reconstruction_loss=reconstruction_loss)
+        torch.manual_seed(0)
+        avae = AVAE(AVAEConfig(**cfg, rho=0.9, obs_var=1.0))
+        vae = VAE(VAEConfig(**cfg))
+        vae.load_state_dict(avae.state_dict())
+        x = images(4)
+        torch.manual_seed(7)
+        v = vae({"data": x})
+        torch.manual_seed(7)
+        a = avae({"data": x})
+        assert torch.equal(a.z, v.z) and torch.equal(a.recon_x, v.recon_x)
+        torch.testing.assert_close(a.recon_loss, v.recon_loss, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(a.reg_loss, v.reg_loss, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(
+            a.loss, v.loss + a.coupling_loss + a.entropy_loss, rtol=1e-6, atol=1e-4
+        )
+        assert abs((a.coupling_loss + a.entropy_loss).item()) > 1e-3  # the extra term is there
+
+    def test_obs_var_scales_recon(self):
+        """obs_var = 0.5 doubles Pythae's 'mse' term (SSE/2 -> SSE/(2*0.5))."""
+        torch.manual_seed(0)
+        avae = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, obs_var=0.5))
+        vae = VAE(VAEConfig(input_dim=SHAPE, latent_dim=LATENT))
+        vae.load_state_dict(avae.state_dict())
+        x = images(4)
+        torch.manual_seed(8)
+        v = vae({"data": x})
+        torch.manual_seed(8)
+        a = avae({"data": x})
+        torch.testing.assert_close(a.recon_loss, 2 * v.recon_loss)
+
+    def test_decoder_gradient_only_from_vae_part(self, model_config, custom_nets):
+        """Spec §9.8: same eps, decoder grads of the full loss == of recon + KL, bit for bit."""
+        model = AVAE(model_config, encoder=custom_nets[0], decoder=custom_nets[1])
+        x = images(4, model.input_dim)
+
+        torch.manual_seed(3)
+        out = model({"data": x})
+        extra = out.coupling_loss + out.entropy_loss
+        g_extra = torch.autograd.grad(
+            extra, list(model.decoder.parameters()), allow_unused=True, retain_graph=True
+        )
+        assert all(g is None or torch.count_nonzero(g) == 0 for g in g_extra)
+        out.loss.backward()
+        full_dec = [p.grad.clone() for p in model.decoder.parameters()]
+        full_enc = [p.grad.clone() for p in model.encoder.parameters()]
+
+        model.zero_grad()
+        torch.manual_seed(3)
+        out2 = model({"data": x})
+        (out2.recon_loss + out2.reg_loss).backward()
+        vae_dec = [p.grad.clone() for p in model.decoder.parameters()]
+        vae_enc = [p.grad.clone() for p in model.encoder.parameters()]
+
+        assert all(torch.equal(a, b) for a, b in zip(full_dec, vae_dec))
+        assert any(torch.count_nonzero(p) > 0 for p in full_dec)
+        # control: the encoder does get gradient from the extra term
+        assert not all(torch.allclose(a, b) for a, b in zip(full_enc, vae_enc))
+
+    def test_delusion_has_no_history(self, model):
+        x = images(3, model.input_dim)
+        out = model({"data": x})
+        assert out.recon_x.requires_grad
+        x_aux = model.delusion(out.recon_x)
+        assert x_aux.requires_grad is False
+        assert x_aux.grad_fn is None
+        assert torch.equal(x_aux, out.recon_x)
+
+    def test_aux_noise(self, config_kwargs):
+        v = 0.3
+        kwargs = {**config_kwargs, "obs_var": v}
+        model = AVAE(AVAEConfig(**kwargs, aux_noise=True))
+        recon = torch.full((200, *model.input_dim), 0.5, requires_grad=True)
+        torch.manual_seed(0)
+        x_aux = model.delusion(recon)
+        assert x_aux.requires_grad is False and x_aux.grad_fn is None
+        noise = (x_aux - recon.detach()).flatten()
+        assert abs(noise.mean().item()) < 5 * math.sqrt(v / noise.numel())
+        assert abs(noise.std().item() / math.sqrt(v) - 1) < 0.01
+
+        # in forward: VAE part unchanged, auxiliary terms changed (encoder sees a noisy x~)
+        plain = AVAE(AVAEConfig(**kwargs, aux_noise=False))
+        plain.load_state_dict(model.state_dict())
+        x = images(4, model.input_dim)
+        torch.manual_seed(1)
+        a = model({"data": x})
+        torch.manual_seed(1)
+        b = plain({"data": x})
+        assert torch.equal(a.recon_loss, b.recon_loss) and torch.equal(a.reg_loss, b.reg_loss)
+        assert not torch.allclose(a.coupling_loss, b.coupling_loss)
+
+    @pytest.mark.parametrize("official,power", [(False, 0.5), (True, 1.0)])
+    def test_sampling_std(self, official, power):
+        """Spec §9.9: z = mu + exp(logvar/2) eps (the official code used exp(logvar))."""
+        model = AVAE(AVAEConfig(input_dim=SMALL, latent_dim=4,
+                                reproduce_official_sampling=official))
+        n = 200_000
+        var = torch.tensor([0.25, 1.0, 4.0, 0.09])
+        mu = torch.tensor([1.0, -2.0, 0.0, 0.5]).expand(n, 4)
+        logvar = var.log().expand(n, 4)
+        torch.manual_seed(0)
+        z = model.sample_latent(mu, logvar)
+        expected_std = var**power
+        torch.testing.assert_close(z.std(0), expected_std, rtol=0.01, atol=0)
+        torch.testing.assert_close(z.mean(0), mu[0], rtol=0, atol=0.02)
+
+    def test_batch_size_invariance(self, model_config):
+        """Spec §9.10: per-example sums then batch mean; same eps for every example."""
+        torch.manual_seed(0)
+        model = AVAE(model_config).double()
+        d = model.latent_dim
+        eps0 = torch.randn(1, d, dtype=torch.float64)
+        model.sample_latent = lambda mu, lv: mu + torch.exp(0.5 * lv) * eps0.expand_as(mu)
+        x1 = images(1, model.input_dim).double()
+        one = model({"data": x1})
+        many = model({"data": x1.expand(7, *model.input_dim).contiguous()})
+        for k in OUT_KEYS - {"recon_x", "z"}:
+            torch.testing.assert_close(one[k], many[k], rtol=1e-10, atol=1e-10)
+        assert many.z.shape == (7, d)
+
+    @pytest.mark.parametrize(
+        "extra", [dict(coupling_estimator="paired"), dict(coupling="entropic_ot"),
+                  dict(coupling_estimator="paired", coupling="entropic_ot"), dict(rho=0.0)]
+    )
+    def test_options_run(self, config_kwargs, extra):
+        model = AVAE(AVAEConfig(**{**config_kwargs, **extra}))
+        out = model({"data": images(4, model.input_dim)})
+        assert set(out.keys()) == OUT_KEYS
+        assert all(torch.isfinite(out[k]) for k in OUT_KEYS - {"recon_x", "z"})
+        out.loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+    def test_option_values_differ(self):
+        kw = dict(input_dim=SHAPE, latent_dim=LATENT, rho=0.9)
+        torch.manual_seed(0)
+        base = AVAE(AVAEConfig(**kw))
+        outs = {}
+        for name, extra in [("analytic", {}), ("paired", dict(coupling_estimator="paired")),
+                            ("ot", dict(coupling="entropic_ot"))]:
+            m = AVAE(AVAEConfig(**kw, **extra))
+            m.load_state_dict(base.state_dict())
+            torch.manual_seed(4)
+            outs[name] = m({"data": images(4)})
+        assert not torch.allclose(outs["paired"].coupling_loss, outs["analytic"].coupling_loss)
+        assert outs["ot"].coupling_loss < outs["analytic"].coupling_loss  # OT gain >= 0
+        assert torch.equal(outs["ot"].entropy_loss, outs["analytic"].entropy_loss)
+
+    def test_rho_zero_extra_is_prior_kl_of_aux_code(self):
+        """Spec §2.2 note: at rho = 0 the extra term is KL(q(z'|x~) || N(0, I))."""
+        torch.manual_seed(0)
+        model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, rho=0.0)).double()
+        x = images(4).double()
+        torch.manual_seed(2)
+        out = model({"data": x})
+        e = model.encoder(out.recon_x.detach())
+        kl_aux = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
+        torch.testing.assert_close(out.coupling_loss + out.entropy_loss, kl_aux.mean())
+
+
+class Test_Model_reconstruct_embed_generate:
+    @pytest.fixture
+    def model(self, model_config):
+        torch.manual_seed(0)
+        return AVAE(model_config)
+
+    def test_reconstruct_embed_predict(self, model):
+        x = images(3, model.input_dim)
+        assert model.reconstruct(x).shape == x.shape
+        assert model.embed(x).shape == (3, model.latent_dim)
+        pred = model.predict(x)
+        assert pred.embedding.shape == (3, model.latent_dim)
+        assert pred.recon_x.shape == x.shape
+
+    def test_interpolate(self, model):
+        x = images(2, model.input_dim)
+        y = images(2, model.input_dim, seed=1)
+        assert model.interpolate(x, y, granularity=5).shape == (2, 5, *model.input_dim)
+        with pytest.raises(AssertionError):
+            model.interpolate(x, images(3, model.input_dim), granularity=5)
+
+    def test_normal_sampler(self, model):
+        gen = NormalSampler(model).sample(num_samples=5, batch_size=5, return_gen=True)
+        assert gen.shape == (5, *model.input_dim)
+
+
+class Test_AVAE_Training:
+    @pytest.fixture(params=["default", "conv", "mlp"])
+    def model(self, request, model_config):
+        torch.manual_seed(0)
+        shape, d = model_config.input_dim, model_config.latent_dim
+        if request.param == "default":
+            return AVAE(model_config)
+        if request.param == "conv":
+            return AVAE(model_config, Encoder_AVAE_Conv(shape, d), Decoder_AVAE_Conv(shape, d))
+        return AVAE(model_config, Encoder_AVAE_MLP(shape, d), Decoder_AVAE_MLP(shape, d))
+
+    def _training_config(self, tmp_path, epochs=1):
+        return BaseTrainerConfig(
+            output_dir=str(tmp_path), num_epochs=epochs, per_device_train_batch_size=8,
+            per_device_eval_batch_size=8, learning_rate=1e-3, no_cuda=True,
+        )
+
+    def test_train_and_eval_step(self, tmp_path, model):
+        train = BaseDataset(images(20, model.input_dim), torch.zeros(20))
+        trainer = BaseTrainer(model, train, train, self._training_config(tmp_path))
+        trainer.prepare_training()
+        before = snapshot(trainer.model)
+        loss = trainer.train_step(epoch=1)
+        assert math.isfinite(loss)
+        after = snapshot(trainer.model)
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+        loss = trainer.eval_step(epoch=1)
+        assert math.isfinite(loss)
+        assert all(torch.equal(after[k], v) for k, v in snapshot(trainer.model).items())
+
+    @pytest.mark.parametrize("as_numpy", [True, False], ids=["numpy", "torch"])
+    def test_training_pipeline(self, tmp_path, model, as_numpy):
+        data = images(20, model.input_dim)
+        eval_data = images(8, model.input_dim, seed=1)
+        if as_numpy:
+            data, eval_data = data.numpy().astype(np.float64), eval_data.numpy()
+        before = snapshot(model)
+        pipeline = TrainingPipeline(model=model, training_config=self._training_config(tmp_path, 2))
+        pipeline(train_data=data, eval_data=eval_data)
+        after = snapshot(pipeline.trainer.model)
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+
+        (run_dir,) = [d for d in os.listdir(tmp_path) if d.startswith("AVAE_training_")]
+        final = os.path.join(tmp_path, run_dir, "final_model")
+        expected = {"model.pt", "model_config.json", "environment.json", "training_config.json"}
+        if not model.model_config.uses_default_encoder:
+            expected |= {"encoder.pkl", "decoder.pkl"}
+        assert set(os.listdir(final)) == expected
+        reloaded = AutoModel.load_from_folder(final)
+        assert type(reloaded) is AVAE
+        assert reloaded.model_config.__dict__ == model.model_config.__dict__
+        assert state_equal(reloaded, pipeline.trainer._best_model)
+
+    def test_training_pipeline_no_eval(self, tmp_path, model_config):
+        model = AVAE(model_config)
+        before = snapshot(model)
+        pipeline = TrainingPipeline(model=model, training_config=self._training_config(tmp_path))
+        pipeline(train_data=images(20, model.input_dim))
+        after = snapshot(pipeline.trainer.model)
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+        (run_dir,) = os.listdir(tmp_path)
+        reloaded = AVAE.load_from_folder(os.path.join(tmp_path, run_dir, "final_model"))
+        assert state_equal(reloaded, pipeline.trainer.model)
+
+    def test_pipeline_rejects_bad_pixels(self, tmp_path, model_config):
+        model = AVAE(model_config)
+        pipeline = TrainingPipeline(model=model, training_config=self._training_config(tmp_path))
+        # Pythae's trainer sanity check re-raises the model's ValueError as a ModelError
+        with pytest.raises(Exception, match=r"must hold pixels in \[0, 1\]"):
+            pipeline(train_data=images(20, model.input_dim) * 3)

@@ -63,6 +63,8 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default=output_dir)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--summarize-only", action="store_true",
+                   help="only tabulate finished runs (result.json), train nothing")
     args = p.parse_args(argv)
     args.row_specs = rows
     return args
@@ -174,6 +176,8 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
             path = os.path.join(run_dir(args, row, seed), "result.json")
             if os.path.isfile(path):
                 print(f"skip {row} seed {seed}: {path} exists")
+            elif args.summarize_only:
+                continue
             else:
                 model, spi = train_row(args, row, seed, data, trained)
                 trained[(row, seed)] = model

@@ -59,9 +59,9 @@ def test_loss_is_vae_plus_avae_extra_plus_se_extra(se_recon_aux):
                      se_recon_aux=se_recon_aux)
     models = {
         "vae": GaussianVAE(GaussianVAEConfig(**common), *mlp_nets()),
-        "avae": AVAE(AVAEConfig(rho=0.97, **common), *mlp_nets()),
+        "avae": AVAE(AVAEConfig(rho=0.97, aux_noise=False, **common), *mlp_nets()),
         "se": SE(SEConfig(**se_fields, **common), *mlp_nets()),
-        "se_avae": SE_AVAE(SE_AVAE_Config(rho=0.97, **se_fields, **common), *mlp_nets()),
+        "se_avae": SE_AVAE(SE_AVAE_Config(rho=0.97, aux_noise=False, **se_fields, **common), *mlp_nets()),
     }
     x = images(12)
     out = {}

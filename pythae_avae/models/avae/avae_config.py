@@ -13,9 +13,12 @@ class AVAEConfig(AVAEFamilyConfig):
     Parameters (besides :class:`~pythae_avae.models.base.AVAEFamilyConfig`'s):
         rho (float): coupling strength of ``p_rho(z'|z) = N(rho z, (1 - rho^2) I)``, in [0, 1).
             Default: 0.975 (paper, Table 1).
-        aux_noise (bool): the auxiliary image ``x~`` is the detached decoder mean ``g(z)``
-            (official code, Fig. 1 "no observation noise"); True adds ``sqrt(obs_var) N(0, I)``
-            noise as ``Q_AVAE`` literally states. Default: False.
+        aux_noise (bool): True (default) draws the auxiliary image as ``Q_AVAE`` states,
+            ``x~ = g(z) + sqrt(obs_var) N(0, I)`` (detached); False uses the noise-free decoder
+            mean like the official code. Our ablation (``benchmarks/results/ablations``:
+            3,000 iterations, seeds 0 and 1) found the noisy delusion the only variant that
+            beats the VAE under attack: digit accuracy at eps = 0.1 of 46.4 / 36.0 % against
+            7.8 / 7.8 % for the VAE and 7.0 % for the mean-delusion AVAE (seed 0). Default: True.
         coupling_estimator (str): ``"analytic"`` integrates z over ``q(z|x)`` treating ``x~`` as
             fixed (official code); ``"paired"`` evaluates the coupling at the sample z that
             produced ``x~`` (spec §1.4). Default: ``"analytic"``.
@@ -24,7 +27,7 @@ class AVAEConfig(AVAEFamilyConfig):
     """
 
     rho: float = 0.975
-    aux_noise: bool = False
+    aux_noise: bool = True
     coupling_estimator: Literal["analytic", "paired"] = "analytic"
     coupling: Literal["product", "entropic_ot"] = "product"
 

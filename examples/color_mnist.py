@@ -22,8 +22,7 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, format_consistency
 from pythae_avae.evaluation import evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
-from pythae_avae.recipes import MODEL_NAMES, available_models, build_model, default_device
-from pythae_avae.recipes import post_train_avae_ss, train_for_iterations
+from pythae_avae.recipes import MODEL_NAMES, available_models, default_device, train_by_name
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3).
@@ -76,23 +75,6 @@ def load_data(args):
     return train, test
 
 
-def train_one(name, args, train, test, trained):
-    config = dict(obs_var=args.obs_var)
-    if name in ("AVAE", "SE-AVAE", "AVAE-SS"):
-        config["rho"] = args.rho
-    out_dir = os.path.join(args.output_dir, "runs", name)
-    common = dict(
-        iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
-        seed=args.seed, output_dir=out_dir, device=args.device,
-    )
-    if name == "AVAE-SS":  # post-trains the VAE baseline's encoder, without data
-        if "VAE" not in trained:
-            trained["VAE"] = train_one("VAE", args, train, test, trained)
-        return post_train_avae_ss(trained["VAE"], config, **common)
-    model = build_model(name, args.arch, args.latent_dim, **config)
-    return train_for_iterations(model, train, test, callbacks=[RecolorCallback()], **common)
-
-
 def quiet_pythae():
     """Pythae sets INFO on each of its module loggers; keep warnings, progress bars stay."""
     for name in list(logging.root.manager.loggerDict):
@@ -117,8 +99,12 @@ def main(argv=None):
     trained, results, timings, consistency = {}, {}, {}, {}
     for name in args.models:
         start = time.perf_counter()
-        if name not in trained:
-            trained[name] = train_one(name, args, train, test, trained)
+        config = {"obs_var": args.obs_var}
+        if name in ("AVAE", "SE-AVAE", "AVAE-SS"):
+            config["rho"] = args.rho
+        train_by_name(name, train, test, trained, args.arch, args.latent_dim, config, args.output_dir,
+                      callbacks=[RecolorCallback()], iterations=args.iterations, batch_size=args.batch_size,
+                      learning_rate=args.lr, seed=args.seed, device=args.device)
         timings[name] = time.perf_counter() - start
         stats = autoencoding_consistency(trained[name], n_samples=500, seed=args.seed)
         consistency[name] = stats

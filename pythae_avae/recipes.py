@@ -193,3 +193,41 @@ def post_train_avae_ss(
     model = pipeline.trainer.model
     model.save(os.path.join(output_dir, "last_model"))
     return model.eval()
+
+
+def train_by_name(
+    name: str,
+    train_data,
+    eval_data=None,
+    trained: Optional[dict] = None,
+    arch: str = "colormnist-conv",
+    latent_dim: int = 64,
+    config: Optional[dict] = None,
+    output_dir: str = "outputs",
+    callbacks=None,
+    **training,
+):
+    """Trains the model ``name`` into ``<output_dir>/runs/<name>`` and caches it in ``trained``.
+
+    ``"AVAE-SS"`` post-trains ``trained["VAE"]`` (training that VAE first if missing, with the
+    config fields a VAE has). ``config`` holds model fields (unknown ones raise);
+    ``training`` goes to :func:`train_for_iterations` / :func:`post_train_avae_ss`
+    (``iterations``, ``batch_size``, ``learning_rate``, ``seed``, ``device``).
+    """
+    trained = {} if trained is None else trained
+    if name in trained:
+        return trained[name]
+    config = dict(config or {})
+    out = os.path.join(output_dir, "runs", name)
+    if name == "AVAE-SS":
+        if "VAE" not in trained:
+            vae_fields = set(MODEL_REGISTRY[MODEL_NAMES["VAE"]].config_cls.__dataclass_fields__)
+            train_by_name("VAE", train_data, eval_data, trained, arch, latent_dim,
+                          {k: v for k, v in config.items() if k in vae_fields}, output_dir, callbacks, **training)
+        training.pop("chunk_iterations", None)
+        model = post_train_avae_ss(trained["VAE"], config, output_dir=out, **training)
+    else:
+        model = build_model(name, arch, latent_dim, **config)
+        model = train_for_iterations(model, train_data, eval_data, output_dir=out, callbacks=callbacks, **training)
+    trained[name] = model
+    return model

@@ -2,7 +2,6 @@
 
 import math
 import os
-from copy import deepcopy
 
 import numpy as np
 import pytest

@@ -19,7 +19,7 @@ def test_chain_starts_at_the_images_and_follows_g_mu():
 
 def test_png_files_are_written(tmp_path):
     models = {n: build_model(n, "colormnist-mlp", latent_dim=4) for n in ("VAE", "AVAE")}
-    path = plot_chains(models, torch.rand(2, 3, 28, 28), str(tmp_path / "chains.png"), steps=3)
+    plot_chains(models, torch.rand(2, 3, 28, 28), str(tmp_path / "chains.png"), steps=3)
     assert (tmp_path / "chains.png").read_bytes()[:4] == b"\x89PNG"
     rows = [
         {"model": m, "task": "digit", "attack": "pgd", "eps": e, "accuracy": a}

@@ -1,6 +1,5 @@
 """The README's Pythae snippet runs as written, and its quick start is what CI runs."""
 
-import os
 import re
 from pathlib import Path
 

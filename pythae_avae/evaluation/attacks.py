@@ -15,7 +15,7 @@ counts as broken; results are re-checked by calling the model on the returned po
 
 import contextlib
 import logging
-from typing import Iterable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch

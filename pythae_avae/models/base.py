@@ -1,7 +1,7 @@
 """What every model of this package shares: config fields, input checks, the VAE part of the
 loss with a configurable observation variance, and per-term bookkeeping for logging."""
 
-from typing import Dict, Literal, Optional
+from typing import Dict, Optional
 
 import torch
 from pydantic import ConfigDict

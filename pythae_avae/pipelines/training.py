@@ -10,7 +10,7 @@ from typing import List, Optional
 from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
 from pythae.trainers.training_callbacks import TrainingCallback
 
-from ..trainers.registry import TRAINER_REGISTRY, register_trainer
+from ..trainers.registry import TRAINER_REGISTRY, register_trainer  # noqa: F401 (re-export)
 from ..trainers.term_logging import TermLoggerCallback
 
 def _with_term_logger(callbacks: Optional[List[TrainingCallback]]):

@@ -1,0 +1,265 @@
+"""CelebA experiment (paper Table 2): train VAE-family encoders on 64x64 faces without labels,
+then measure how robust a linear probe on their mean code is to L-inf attacks, per attribute.
+
+    python examples/celeba.py --data-root ~/data --models VAE AVAE --iterations 100000
+    python examples/celeba.py --data-root ~/data --download            # online: torchvision
+    torchrun --nproc_per_node 4 examples/celeba.py --data-root ~/data  # multi-GPU training
+
+The data root holds torchvision's layout: celeba/img_align_celeba/*.jpg,
+celeba/list_attr_celeba.txt, celeba/list_eval_partition.txt (see pythae_avae.data.celeba).
+Images are centre-cropped to 140x140 and resized to 64x64; tasks default to the 17 of
+CELEBA_TASKS. Training goes through Pythae's trainer, which runs DDP when launched with
+torchrun (each process trains on its shard; only rank 0 evaluates and writes results).
+
+Reported per task, model and eps: accuracy, the test set's majority-class rate and balanced
+accuracy (most attributes are rare: ~2 % of faces are Bald, so 98 % accuracy can be a constant
+classifier, spec §5.2). Writes results.json and table.md to --output-dir.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
+from pythae_avae.evaluation import evaluate_robustness
+from pythae_avae.recipes import MODEL_NAMES, available_models, default_device
+from pythae_avae.recipes import train_by_name
+
+ARCH = "celeba-conv"
+#: models with an AVAE coupling to the decoder's own samples (take --rho)
+AVAE_FAMILY = ("AVAE", "SE-AVAE", "AVAE-SS")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data-root", default="data", help="folder that holds celeba/ (default: data)")
+    p.add_argument("--download", action="store_true", help="download CelebA through torchvision")
+    p.add_argument("--cache-dir", help="keep the decoded 64x64 images here as .npy (faster reruns)")
+    p.add_argument("--models", nargs="+", default=["VAE", "AVAE"], choices=list(MODEL_NAMES))
+    p.add_argument("--iterations", type=int, default=100000, help="training iterations per model")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (official: 1e-4)")
+    p.add_argument("--batch-size", type=int, default=64, help="per-process batch size")
+    p.add_argument("--latent-dim", type=int, default=64)
+    p.add_argument("--rho", type=float, default=0.975, help="AVAE coupling strength")
+    p.add_argument("--obs-var", type=float, default=0.5, help="Gaussian observation variance")
+    p.add_argument("--model-config", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="further config fields for every model that has them, e.g. for SE")
+    p.add_argument("--train-limit", type=int, help="use only this many training images")
+    p.add_argument("--valid-n", type=int, default=2000,
+                   help="validation images for Pythae's eval loss (0: none)")
+    p.add_argument("--probe-n", type=int, default=20000,
+                   help="training images the linear probes are fitted on (48 KB each in memory)")
+    p.add_argument("--eval-n", type=int, default=1000, help="test images attacked per task")
+    p.add_argument("--tasks", nargs="+", default=list(CELEBA_TASKS), choices=CELEBA_ATTRIBUTES,
+                   metavar="ATTRIBUTE", help="CelebA attributes (default: the 17 of CELEBA_TASKS)")
+    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1], help="L-inf radii on [0,1]")
+    p.add_argument("--pgd-steps", type=int, default=100)
+    p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--autoattack", action="store_true",
+                   help="also run AutoAttack (APGD-CE, FAB, Square for binary tasks; slow on CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--output-dir", default="outputs/celeba")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    unknown = [m for m in args.models if m not in available_models()]
+    if unknown:
+        p.error(f"models {unknown} are not available; choose from {available_models()}")
+    for name in ("iterations", "batch_size", "latent_dim", "eval_n", "probe_n", "pgd_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    try:
+        args.model_config = parse_key_values(args.model_config)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+def parse_key_values(items: Sequence[str]) -> Dict[str, object]:
+    """``["steps=5", "eps=0.1"]`` -> ``{"steps": 5, "eps": 0.1}`` (values read as JSON if they can be)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-config entries must be KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def rank() -> int:
+    """This process's rank under torchrun (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data(args):
+    """Training and validation datasets (uint8 in memory) and the probe/test arrays."""
+    common = dict(root=args.data_root, tasks=args.tasks, cache_dir=args.cache_dir, preload=True,
+                  progress=not args.no_progress)
+    train = CelebA(split="train", limit=args.train_limit, download=args.download, **common)
+    valid = CelebA(split="valid", limit=args.valid_n, **common) if args.valid_n > 0 else None
+    test = CelebA(split="test", limit=args.eval_n, **common)
+    probe_n = min(args.probe_n, len(train))
+    # only the probe subset is converted to float32: the full split would take 8 GB
+    x_probe = train.images_uint8()[:probe_n].astype(np.float32) / 255.0
+    y_probe = {t: y[:probe_n] for t, y in train.labels().items()}
+    return train, valid, (x_probe, y_probe), test.arrays()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def model_config(name: str, args) -> Dict[str, object]:
+    """Config fields for model ``name``: --rho, --obs-var and --model-config where it has them."""
+    from pythae_avae.models.registry import MODEL_REGISTRY
+
+    config_cls = MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    wanted = dict(obs_var=args.obs_var, **args.model_config)
+    if name in AVAE_FAMILY:
+        wanted["rho"] = args.rho
+    return {k: v for k, v in wanted.items() if k in fields}
+
+
+def train_one(name, args, train, valid, trained):
+    """Trains (or post-trains, for AVAE-SS) ``name`` through :func:`recipes.train_by_name`."""
+    return train_by_name(
+        name, train, valid, trained, ARCH, args.latent_dim, model_config(name, args), args.output_dir,
+        iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
+        seed=args.seed, device=args.device,
+    )
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _rows(result) -> List[dict]:
+    return [dict(r) for r in getattr(result, "rows", result)]
+
+
+def worst_case(rows: List[dict]) -> Dict[tuple, dict]:
+    """``{(task, eps): row}`` keeping, per task and eps, the attack with the lowest accuracy."""
+    best: Dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["task"], float(row["eps"]))
+        if key not in best or row["accuracy"] < best[key]["accuracy"]:
+            best[key] = row
+    return best
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def format_table2(results: Dict[str, object], tasks: Sequence[str], eps: Sequence[float],
+                  metric: str = "accuracy", majority: Dict[str, float] = None) -> str:
+    """Markdown table shaped like the paper's Table 2: rows = tasks, columns = model x eps."""
+    worst = {name: worst_case(_rows(res)) for name, res in results.items()}
+    header = ["task"] + (["majority"] if majority else [])
+    header += [f"{name} {e:g}" for name in results for e in eps]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in tasks:
+        cells = [task] + ([_pct(majority[task])] if majority else [])
+        for name in results:
+            for e in eps:
+                row = worst[name].get((task, float(e)))
+                cells.append(_pct(row.get(metric) if row else None))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def majority_rates(labels: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Accuracy of always predicting the test set's most frequent class, per task."""
+    return {t: float(np.bincount(y, minlength=2).max() / len(y)) for t, y in labels.items()}
+
+
+def write_outputs(args, results, timings, majority, tables: Dict[str, str], header: str):
+    with open(os.path.join(args.output_dir, "table.md"), "w") as f:
+        f.write(header + "\n")
+        for title, table in tables.items():
+            f.write(f"\n### {title}\n\n{table}\n")
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump({
+            "args": vars(args),
+            "train_seconds": timings,
+            "majority_rate": majority,
+            "rows": {name: _rows(res) for name, res in results.items()},
+        }, f, indent=2, default=str)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    """Runs the experiment; returns ``{model: evaluation table}`` (empty on ranks > 0).
+
+    Exits with status 2 and an explanation (no traceback) when the data is missing.
+    """
+    args = parse_args(argv)
+    args.device = args.device or default_device()
+    torch.manual_seed(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    print(f"CelebA | models={args.models} arch={ARCH} iterations={args.iterations} lr={args.lr} "
+          f"tasks={len(args.tasks)} device={args.device} "
+          f"({platform.processor() or platform.machine()}, torch {torch.__version__})")
+    try:
+        train, valid, probe_data, test_data = load_data(args)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    x_test, y_test = test_data
+    print(f"train {len(train)} images (probe fitted on {len(probe_data[0])}), "
+          f"valid {len(valid) if valid else 0}, test {len(x_test)} attacked")
+
+    trained, timings = {}, {}
+    for name in args.models:
+        start = time.perf_counter()
+        if name not in trained:
+            trained[name] = train_one(name, args, train, valid, trained)
+        timings[name] = time.perf_counter() - start
+    if rank() != 0:  # under torchrun, only the first process evaluates
+        return {}
+
+    attacks = ("pgd", "autoattack") if args.autoattack else ("pgd",)
+    results = {}
+    for name in args.models:
+        results[name] = evaluate_robustness(
+            trained[name], probe_data, test_data, tasks=list(args.tasks), eps=tuple(args.eps),
+            attacks=attacks, n_examples=len(x_test), model_name=name,
+            pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=args.seed,
+            device=args.device, progress=not args.no_progress,
+            output_dir=os.path.join(args.output_dir, "eval", name),
+        )
+
+    majority = majority_rates(y_test)
+    tables = {
+        "Adversarial accuracy (%) (worst over attacks), with the majority-class rate":
+            format_table2(results, args.tasks, args.eps, "accuracy", majority),
+        "Balanced adversarial accuracy (%)":
+            format_table2(results, args.tasks, args.eps, "balanced_accuracy"),
+    }
+    header = (f"CelebA 64x64, linear probe on mu(x) fitted on {len(probe_data[0])} train images; "
+              f"L-inf attacks {'+'.join(attacks)} (PGD-{args.pgd_steps} x{args.pgd_restarts}) on "
+              f"{len(x_test)} test images; seed {args.seed}; {args.iterations} training iterations")
+    print("\n" + header)
+    for title, table in tables.items():
+        print(f"\n{title}\n{table}")
+    write_outputs(args, results, timings, majority, tables, header)
+    return results
+
+
+if __name__ == "__main__":
+    main()

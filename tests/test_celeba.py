@@ -1,0 +1,243 @@
+"""CelebA loader and example, on tiny folders written in the real CelebA file formats."""
+
+import csv
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TABLE2_TASKS, CelebA
+from pythae_avae.data.celeba import find_celeba_folder, load_image, parse_attributes
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "celeba.py")
+
+N_IMAGES = 24
+#: official partition of the tiny folder: 14 train, 4 valid, 6 test
+PARTITION = [0] * 14 + [1] * 4 + [2] * 6
+W, H, CROP = 178, 218, 140
+CROP_BOX = (19, 39, 159, 179)  # (left, top, right, bottom) of the centre 140 x 140
+
+
+def file_name(i: int) -> str:
+    return f"{i + 1:06d}.jpg"
+
+
+def attribute_value(i: int, j: int) -> int:
+    """-1 / 1 label of attribute ``j`` for image ``i``: every third image is positive."""
+    return 1 if (i + j) % 3 == 0 else -1
+
+
+def draw_face(i: int) -> Image.Image:
+    """178 x 218: a uniform colour inside the centre crop, blue outside it."""
+    img = Image.new("RGB", (W, H), (0, 0, 255))
+    inside = Image.new("RGB", (CROP, CROP), (255, 10 * (i % 20), 0))
+    img.paste(inside, CROP_BOX[:2])
+    return img
+
+
+def write_celeba(root, kaggle: bool = False, n: int = N_IMAGES, shuffle_attr: bool = False):
+    """Writes a CelebA folder under ``root`` in torchvision's (or Kaggle's) layout."""
+    base = os.path.join(root, "celeba") if not kaggle else str(root)
+    image_dir = os.path.join(base, "img_align_celeba")
+    if kaggle:
+        image_dir = os.path.join(image_dir, "img_align_celeba")
+    os.makedirs(image_dir, exist_ok=True)
+    for i in range(n):
+        # quality 100 without chroma subsampling keeps the colours exact away from edges
+        draw_face(i).save(os.path.join(image_dir, file_name(i)), quality=100, subsampling=0)
+    order = list(range(n))
+    if shuffle_attr:
+        order = order[::-1]
+    rows = [[file_name(i)] + [attribute_value(i, j) for j in range(40)] for i in order]
+    if kaggle:
+        with open(os.path.join(base, "list_attr_celeba.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_id", *CELEBA_ATTRIBUTES])
+            writer.writerows(rows)
+        with open(os.path.join(base, "list_eval_partition.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_id", "partition"])
+            writer.writerows([file_name(i), PARTITION[i]] for i in range(n))
+        return base
+    with open(os.path.join(base, "list_attr_celeba.txt"), "w") as f:
+        f.write(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + " \n")
+        for row in rows:  # the official file pads "-1" and " 1" to two characters
+            f.write(row[0] + " " + " ".join(f"{v:2d}" for v in row[1:]) + "\n")
+    with open(os.path.join(base, "list_eval_partition.txt"), "w") as f:
+        f.writelines(f"{file_name(i)} {PARTITION[i]}\n" for i in range(n))
+    return base
+
+
+@pytest.fixture(scope="module")
+def celeba_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_celeba(root)
+    return str(root)
+
+
+class Test_Tasks:
+    def test_seventeen_distinct_attributes_including_the_papers_seven(self):
+        assert len(CELEBA_TASKS) == 17 == len(set(CELEBA_TASKS))
+        assert set(CELEBA_TASKS) <= set(CELEBA_ATTRIBUTES)
+        assert set(TABLE2_TASKS) | {"Wearing_Hat"} <= set(CELEBA_TASKS)
+        assert CELEBA_TASKS[:6] == TABLE2_TASKS
+
+    def test_torchvision_indices(self):
+        idx = {a: i for i, a in enumerate(CELEBA_ATTRIBUTES)}
+        assert len(CELEBA_ATTRIBUTES) == 40
+        assert [idx[t] for t in ("Bald", "Eyeglasses", "Mustache", "Smiling")] == [4, 15, 22, 31]
+        assert [idx["Wearing_Lipstick"], idx["Wearing_Necklace"]] == [36, 37]
+
+
+class Test_Parsing:
+    def test_attribute_file(self, celeba_root):
+        names, files, values = parse_attributes(os.path.join(celeba_root, "celeba", "list_attr_celeba.txt"))
+        assert names == list(CELEBA_ATTRIBUTES)
+        assert files == [file_name(i) for i in range(N_IMAGES)]
+        expected = np.array([[attribute_value(i, j) for j in range(40)] for i in range(N_IMAGES)])
+        np.testing.assert_array_equal(values, (expected + 1) // 2)
+        assert values.dtype == np.int64 and set(np.unique(values)) == {0, 1}
+
+    def test_malformed_attribute_file(self, tmp_path):
+        path = tmp_path / "list_attr_celeba.txt"
+        path.write_text("1\nA B\n000001.jpg 1 0\n")
+        with pytest.raises(ValueError, match="-1 or 1"):
+            parse_attributes(str(path))
+        path.write_text("1\nA B\n000001.jpg 1\n")
+        with pytest.raises(ValueError, match="expected 3"):
+            parse_attributes(str(path))
+
+    @pytest.mark.parametrize("split,n,first", [("train", 14, 0), ("valid", 4, 14), ("test", 6, 18), ("all", 24, 0)])
+    def test_splits(self, celeba_root, split, n, first):
+        ds = CelebA(celeba_root, split)
+        assert len(ds) == n
+        assert ds.filenames == [file_name(i) for i in range(first, first + n)]
+
+    def test_limit_and_bad_arguments(self, celeba_root):
+        assert CelebA(celeba_root, "train", limit=5).filenames == [file_name(i) for i in range(5)]
+        with pytest.raises(ValueError, match="split must be one of"):
+            CelebA(celeba_root, "val")
+        with pytest.raises(ValueError, match="tasks must be CelebA attributes"):
+            CelebA(celeba_root, tasks=["Smiling", "Happy"])
+        with pytest.raises(ValueError, match="limit must be"):
+            CelebA(celeba_root, limit=0)
+
+    def test_labels_are_joined_by_file_name(self, tmp_path):
+        write_celeba(tmp_path, shuffle_attr=True)  # attribute rows in reverse order
+        ds = CelebA(str(tmp_path), "test", tasks=["Bald", "Smiling"])
+        j_bald, j_smile = CELEBA_ATTRIBUTES.index("Bald"), CELEBA_ATTRIBUTES.index("Smiling")
+        labels = ds.labels()
+        expected_bald = [(attribute_value(i, j_bald) + 1) // 2 for i in range(18, 24)]
+        assert labels["Bald"].tolist() == expected_bald
+        assert ds[0].labels.tolist() == [expected_bald[0], (attribute_value(18, j_smile) + 1) // 2]
+
+    def test_kaggle_layout(self, tmp_path):
+        write_celeba(tmp_path, kaggle=True)
+        ds = CelebA(str(tmp_path), "valid", tasks=["Eyeglasses"])
+        assert len(ds) == 4 and ds.image_dir.endswith(os.path.join("img_align_celeba", "img_align_celeba"))
+        j = CELEBA_ATTRIBUTES.index("Eyeglasses")
+        assert ds.labels()["Eyeglasses"].tolist() == [(attribute_value(i, j) + 1) // 2 for i in range(14, 18)]
+        assert ds[0].data.shape == (3, 64, 64)
+
+
+class Test_Images:
+    def test_crop_is_the_centre_140_and_resize_is_bilinear(self, celeba_root):
+        path = os.path.join(celeba_root, "celeba", "img_align_celeba", file_name(3))
+        image = load_image(path)
+        assert image.shape == (3, 64, 64) and image.dtype == np.uint8
+        with Image.open(path) as img:
+            reference = img.convert("RGB").crop(CROP_BOX).resize((64, 64), Image.Resampling.BILINEAR)
+        np.testing.assert_array_equal(image, np.asarray(reference).transpose(2, 0, 1))
+        # the crop holds only the inside colour: no blue border survives
+        assert image[2].max() <= 8 and image[0].min() >= 245
+
+    def test_item_shape_range_and_labels(self, celeba_root):
+        ds = CelebA(celeba_root, "train", tasks=["Smiling", "Eyeglasses"])
+        item = ds[4]
+        assert item.data.shape == (3, 64, 64) and item.data.dtype == torch.float32
+        assert 0.0 <= item.data.min() and item.data.max() <= 1.0
+        assert item.labels.dtype == torch.int64 and item.labels.shape == (2,)
+        batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=5)))
+        assert batch["data"].shape == (5, 3, 64, 64) and batch["labels"].shape == (5, 2)
+
+    def test_arrays_preload_and_disk_cache_agree(self, celeba_root, tmp_path):
+        lazy = CelebA(celeba_root, "test")
+        x, y = lazy.arrays(["Bald", "Smiling"])
+        assert x.shape == (6, 3, 64, 64) and x.dtype == np.float32
+        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert set(y) == {"Bald", "Smiling"} and all(v.shape == (6,) for v in y.values())
+        assert set(lazy.labels()) == set(CELEBA_TASKS)
+        np.testing.assert_array_equal(x[2], lazy[2].data.numpy())
+        preloaded = CelebA(celeba_root, "test", preload=True)
+        np.testing.assert_array_equal(preloaded.arrays()[0], x)
+        cached = CelebA(celeba_root, "test", cache_dir=str(tmp_path))
+        assert len(list(tmp_path.glob("*.npy"))) == 1
+        again = CelebA(celeba_root, "test", cache_dir=str(tmp_path))  # read back
+        np.testing.assert_array_equal(cached.arrays()[0], x)
+        np.testing.assert_array_equal(again[5].data.numpy(), x[5])
+
+    def test_positive_rates(self, celeba_root):
+        rates = CelebA(celeba_root, "all").positive_rates(["Bald"])
+        assert rates["Bald"] == pytest.approx(8 / 24)
+
+
+class Test_Missing:
+    def test_missing_folder_explains_what_to_download(self, tmp_path):
+        with pytest.raises(FileNotFoundError) as err:
+            CelebA(str(tmp_path / "nowhere"))
+        message = str(err.value)
+        for needed in ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt", "--download"):
+            assert needed in message
+        assert os.path.join(str(tmp_path / "nowhere"), "celeba", "img_align_celeba") in message
+
+    def test_missing_images_or_partition(self, tmp_path):
+        base = write_celeba(tmp_path, n=3)
+        os.remove(os.path.join(base, "list_eval_partition.txt"))
+        with pytest.raises(FileNotFoundError, match="list_eval_partition.txt"):
+            CelebA(str(tmp_path))
+        write_celeba(tmp_path, n=3)
+        os.remove(os.path.join(base, "img_align_celeba", file_name(0)))
+        with pytest.raises(FileNotFoundError, match="000001.jpg"):
+            CelebA(str(tmp_path))
+
+    def test_root_may_be_the_celeba_folder_itself(self, celeba_root):
+        folder = os.path.join(celeba_root, "celeba")
+        assert find_celeba_folder(folder) == folder
+        assert len(CelebA(folder, "valid")) == 4
+
+
+# ---- examples/celeba.py end to end -------------------------------------------------------------
+def load_celeba_example():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "celeba.py"
+    spec = importlib.util.spec_from_file_location("celeba_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):
+    example = load_celeba_example()
+    out = tmp_path / "out"
+    results = example.main([
+        "--data-root", celeba_root, "--models", "VAE", "AVAE", "--iterations", "4",
+        "--batch-size", "4", "--latent-dim", "8", "--tasks", "Smiling", "Eyeglasses",
+        "--eval-n", "6", "--pgd-steps", "2", "--valid-n", "4", "--probe-n", "100",
+        "--device", "cpu", "--output-dir", str(out), "--no-progress", "--lr", "1e-3",
+    ])
+    assert set(results) == {"VAE", "AVAE"}
+    written = {p.name for p in out.rglob("*") if p.is_file()}
+    assert any(name.endswith(".md") for name in written) and any(name.endswith(".json") for name in written)
+
+
+def test_example_explains_a_missing_folder(tmp_path, capsys):
+    example = load_celeba_example()
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--data-root", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o")])
+    assert exit_info.value.code != 0
+    captured = capsys.readouterr()
+    assert "list_attr_celeba" in captured.out + captured.err

@@ -39,7 +39,7 @@ def main(argv=None):
     if args.model_dir:
         from pythae.models import AutoModel
 
-        import pythae_avae  # noqa: F401
+        import pythae_avae  # noqa: F401  (lets AutoModel load this package's models)
 
         model = AutoModel.load_from_folder(args.model_dir)
     else:
@@ -59,6 +59,8 @@ def main(argv=None):
             print(f"{task}: PGD-20 {'+'.join(losses):10s} eps={args.eps}: {seconds * 1000 / len(X):6.2f} s "
                   f"per 1,000 images (accuracy {100 * acc:.1f}%, n={len(X)})")
         n = min(args.aa_n, len(X))
+        if n == 0:
+            continue
         start = time.perf_counter()
         acc = autoattack_robust_mask(clf, X[:n], y[:n], args.eps, len(probe.classes_), device=args.device).mean()
         seconds = time.perf_counter() - start

@@ -1,5 +1,7 @@
 """Table 1 reproduction on colorMNIST: seven rows, same ConvNet, budget in iterations.
 
+    python benchmarks/table1.py --preset cpu          # 3,000 it., seed 0: ~1.5 h on 2 CPU cores
+    python benchmarks/table1.py --preset paper        # 100k it., seeds 0 1 2: a GPU job
     python benchmarks/table1.py --iterations 20000 --seeds 0 1 2          # resumable
     python benchmarks/table1.py --rows VAE AVAE --iterations 3000 --seeds 0
 
@@ -42,8 +44,16 @@ ROWS = {
 }
 
 
+#: named budgets; explicit flags override them
+PRESETS = {
+    "cpu": dict(iterations=3000, seeds=[0], eval_n=1000, pgd_steps=100, aa_n=100),
+    "paper": dict(iterations=100000, seeds=[0, 1, 2], eval_n=1000, pgd_steps=100, aa_n=1000, lr=1e-4),
+}
+
+
 def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results/table1"):
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), help="named budget (see PRESETS); flags override it")
     p.add_argument("--rows", nargs="+", default=list(rows), choices=list(rows))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--iterations", type=int, default=20000)
@@ -65,6 +75,9 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--summarize-only", action="store_true",
                    help="only tabulate finished runs (result.json), train nothing")
+    preset = p.parse_known_args(argv)[0].preset
+    if preset:
+        p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
     args.row_specs = rows
     return args

@@ -4,10 +4,8 @@ Used by ``examples/`` and ``benchmarks/``; every model goes through
 :class:`pythae_avae.pipelines.TrainingPipeline` (Pythae's pipeline plus per-term logging).
 """
 
-import json
 import math
 import os
-import shutil
 from typing import Dict, List, Optional
 
 import torch
@@ -15,7 +13,7 @@ import torch
 from .models.registry import MODEL_REGISTRY
 from .nets import ARCHITECTURES, build_nets
 from .pipelines import TrainingPipeline
-from .trainers.resumable import ResumableTrainerConfig
+from .trainers.resumable import ResumableTrainerConfig, unwrap_model
 
 #: command-line model name -> config class name in the registry
 MODEL_NAMES: Dict[str, str] = {
@@ -58,31 +56,6 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, 
     return model_cls(model_config, encoder=encoder, decoder=decoder)
 
 
-def _read_progress(state_dir: str) -> int:
-    for folder in (state_dir, state_dir + ".old"):  # .old: interrupted while replacing
-        path = os.path.join(folder, "progress.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                return folder, json.load(f)["epochs"]
-    return None, 0
-
-
-def _save_state(model, optimizer, epochs: int, state_dir: str):
-    """Writes model, optimizer and progress to a temporary folder, then swaps it in, so an
-    interruption at any point leaves a complete state behind."""
-    tmp, old = state_dir + ".tmp", state_dir + ".old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-    with open(os.path.join(tmp, "progress.json"), "w") as f:
-        json.dump({"epochs": epochs}, f)
-    if os.path.isdir(state_dir):
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(state_dir, old)
-    os.rename(tmp, state_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def train_for_iterations(
     model,
     train_data,
@@ -98,55 +71,37 @@ def train_for_iterations(
 ):
     """Trains ``model`` through the pipeline for about ``iterations`` optimiser steps.
 
-    Pythae counts epochs; the budget is rounded up to whole epochs. Training runs in chunks of
-    about ``chunk_iterations`` (default: one chunk); after each, model, optimizer state and
-    progress are saved to ``<output_dir>/state``. Called again with the same ``output_dir``
-    and a freshly built model, it continues from there (or returns at once when finished).
+    Pythae counts epochs; the budget is rounded up to whole epochs. ``batch_size`` is per
+    process: under ``torchrun`` a step takes ``batch_size × WORLD_SIZE`` images. A checkpoint is written
+    every ``chunk_iterations`` steps (default 500) to ``<output_dir>/pythae/checkpoint`` and on
+    SIGINT/SIGTERM; called again with the same ``output_dir`` and a freshly built model, it
+    continues from there with the same result as an uninterrupted run (or returns at once
+    when finished). See :class:`~pythae_avae.trainers.ResumableTrainer`.
 
     Returns:
-        The model after the last step, in eval mode (Pythae's ``final_model`` folders hold the
-        best-loss model of each chunk instead).
+        The model after the last step, in eval mode (Pythae's ``final_model`` folder holds the
+        best-loss model instead).
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     if chunk_iterations is not None and chunk_iterations < 1:
         raise ValueError(f"chunk_iterations must be >= 1, got {chunk_iterations}")
-    steps_per_epoch = math.ceil(len(train_data) / batch_size)
-    total_epochs = max(1, math.ceil(iterations / steps_per_epoch))
-    chunk_epochs = total_epochs if chunk_iterations is None else math.ceil(chunk_iterations / steps_per_epoch)
+    world_size = max(1, int(os.environ.get("WORLD_SIZE", 1)))  # under torchrun: global batch
+    steps_per_epoch = math.ceil(len(train_data) / (batch_size * world_size))
     device = device or default_device()
-    state_dir = os.path.join(output_dir, "state")
-    resume_from, done = _read_progress(state_dir)
-    if done >= total_epochs:
-        model.load_state_dict(
-            torch.load(os.path.join(resume_from, "model.pt"), map_location="cpu", weights_only=True)[
-                "model_state_dict"
-            ]
-        )
-        return model.eval()
-    callbacks = list(callbacks or [])
-    while done < total_epochs:
-        epochs = min(chunk_epochs, total_epochs - done)
-        config = ResumableTrainerConfig(
-            output_dir=os.path.join(output_dir, "pythae"),
-            num_epochs=epochs,
-            per_device_train_batch_size=batch_size,
-            per_device_eval_batch_size=256,
-            learning_rate=learning_rate,
-            seed=seed + done,  # fresh shuffles and noise in every chunk
-            no_cuda=device == "cpu",
-            resume_from=resume_from,
-        )
-        for callback in callbacks:
-            if hasattr(callback, "epoch_offset"):
-                callback.epoch_offset = done
-        pipeline = TrainingPipeline(model, config)
-        pipeline(train_data, eval_data, callbacks=callbacks)
-        model = pipeline.trainer.model
-        done += epochs
-        _save_state(model, pipeline.trainer.optimizer, done, state_dir)
-        resume_from = state_dir
-    return model.eval()
+    config = ResumableTrainerConfig(
+        output_dir=os.path.join(output_dir, "pythae"),
+        num_epochs=max(1, math.ceil(iterations / steps_per_epoch)),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=256,
+        learning_rate=learning_rate,
+        seed=seed,
+        no_cuda=device == "cpu",
+        checkpoint_every=chunk_iterations or 500,
+    )
+    pipeline = TrainingPipeline(model, config)
+    pipeline(train_data, eval_data, callbacks=list(callbacks or []))
+    return unwrap_model(pipeline.trainer.model).eval()
 
 
 def post_train_avae_ss(
@@ -187,11 +142,13 @@ def post_train_avae_ss(
         learning_rate=learning_rate,
         seed=seed,
         no_cuda=device == "cpu",
+        checkpoint_every=steps_per_epoch,
     )
     pipeline = TrainingPipeline(model, training_config)
     pipeline()
-    model = pipeline.trainer.model
-    model.save(os.path.join(output_dir, "last_model"))
+    model = unwrap_model(pipeline.trainer.model)
+    if pipeline.trainer.is_main_process:
+        model.save(os.path.join(output_dir, "last_model"))
     return model.eval()
 
 

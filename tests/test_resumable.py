@@ -1,86 +1,148 @@
-"""Training in chunks survives an interruption and continues where it stopped."""
+"""Resume after interruption: a killed run, restarted with the same command, ends with the
+same weights as an uninterrupted one (CPU, fixed seed, one thread)."""
 
-import json
 import os
+import re
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 from pythae.trainers.training_callbacks import TrainingCallback
 
+from pythae_avae.pipelines import TrainingPipeline
 from pythae_avae.recipes import build_model, train_for_iterations
-from pythae_avae.trainers import ResumableTrainerConfig
+from pythae_avae.trainers import (
+    DataFreeTrainerConfig,
+    NonFiniteLossError,
+    ResumableTrainerConfig,
+    latest_checkpoint,
+)
 
 DATA = torch.rand(32, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+WORKER = os.path.join(os.path.dirname(__file__), "resume_worker.py")
 
 
 class Interrupt(Exception):
     pass
 
 
-class CountEpochs(TrainingCallback):
-    def __init__(self, fail_at=None):
-        self.epochs, self.fail_at = 0, fail_at
+class CountSteps(TrainingCallback):
+    """Counts optimizer steps; raises ``error`` after step ``fail_at``."""
 
-    def on_epoch_begin(self, training_config, **kwargs):
-        self.epochs += 1
-        if self.epochs == self.fail_at:
-            raise Interrupt()
+    def __init__(self, fail_at=None, error=Interrupt):
+        self.steps, self.fail_at, self.error = 0, fail_at, error
+
+    def on_train_step_end(self, training_config, **kwargs):
+        self.steps += 1
+        if self.steps == self.fail_at:
+            raise self.error()
 
 
-def fresh():
+def fresh(name="AVAE"):
     torch.manual_seed(0)
-    return build_model("AVAE", "colormnist-mlp", latent_dim=4)
+    return build_model(name, "colormnist-mlp", latent_dim=4)
 
 
-def run(tmp_path, callbacks, iterations=6):
-    # 32 images, batch 16: 2 iterations per epoch, chunks of 1 epoch
+def run(tmp_path, callbacks=(), iterations=6, chunk=4):
+    # 32 images, batch 16: 2 iterations per epoch; a checkpoint every `chunk` steps
     return train_for_iterations(
-        fresh(), DATA, iterations=iterations, batch_size=16, chunk_iterations=2,
-        output_dir=str(tmp_path), device="cpu", callbacks=callbacks,
+        fresh(), DATA, iterations=iterations, batch_size=16, chunk_iterations=chunk,
+        output_dir=str(tmp_path), device="cpu", callbacks=list(callbacks),
     )
 
 
-def progress(tmp_path):
-    with open(tmp_path / "state" / "progress.json") as f:
-        return json.load(f)["epochs"]
+def state(tmp_path):
+    return torch.load(os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt"),
+                      weights_only=True)
 
 
-def test_interrupted_run_continues_from_saved_state(tmp_path):
-    with pytest.raises(Interrupt):
-        run(tmp_path, [CountEpochs(fail_at=3)])
-    assert progress(tmp_path) == 2  # two chunks finished before the interruption
-    saved = torch.load(tmp_path / "state" / "model.pt", weights_only=True)["model_state_dict"]
-    assert os.path.isfile(tmp_path / "state" / "optimizer.pt")
-
-    counter = CountEpochs()
-    model = run(tmp_path, [counter])
-    assert counter.epochs == 1  # only the missing epoch is trained
-    assert progress(tmp_path) == 3
-    assert any(not torch.equal(saved[k], v) for k, v in model.state_dict().items())
-
-    again = CountEpochs()
-    finished = run(tmp_path, [again])
-    assert again.epochs == 0
-    for key, value in model.state_dict().items():
-        assert torch.equal(finished.state_dict()[key], value)
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
-def test_resume_loads_optimizer_state(tmp_path):
-    run(tmp_path, [], iterations=2)
-    optimizer_state = torch.load(tmp_path / "state" / "optimizer.pt", weights_only=True)
-    assert optimizer_state["state"], "Adam moments must be saved"
-    steps = {int(s["step"]) for s in optimizer_state["state"].values()}
-    assert steps == {2}
-    run(tmp_path, [], iterations=4)
-    steps = {int(s["step"]) for s in torch.load(tmp_path / "state" / "optimizer.pt", weights_only=True)["state"].values()}
-    assert steps == {4}  # the moments carried over: 2 + 2 steps
+@pytest.mark.parametrize("error", [Interrupt, KeyboardInterrupt])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, error):
+    reference = run(tmp_path / "ref").state_dict()
+    with pytest.raises(error):
+        run(tmp_path / "cut", [CountSteps(fail_at=3, error=error)])
+    # Interrupt: last periodic checkpoint (step 2, end of epoch 1);
+    # KeyboardInterrupt: saved on the way out, at the step that completed
+    stopped_at = state(tmp_path / "cut")["global_step"]
+    assert stopped_at == (3 if error is KeyboardInterrupt else 2)
+    counter = CountSteps()
+    resumed = run(tmp_path / "cut", [counter])
+    assert counter.steps == 6 - stopped_at
+    assert_same_weights(resumed.state_dict(), reference)
+
+
+def test_checkpoint_holds_optimizer_and_a_finished_run_trains_nothing(tmp_path):
+    run(tmp_path, iterations=6, chunk=4)
+    saved = state(tmp_path)
+    assert saved["global_step"] == 6 and saved["epoch"] == 3
+    assert {int(s["step"]) for s in saved["optimizer"]["state"].values()} == {6}  # Adam moments
+    counter = CountSteps()
+    run(tmp_path, [counter])
+    assert counter.steps == 0
+
+
+def test_resume_with_another_batch_size_is_refused(tmp_path):
+    run(tmp_path, iterations=2)
+    with pytest.raises(ValueError, match=r"global_batch_size=16.*global_batch_size=8"):
+        train_for_iterations(fresh(), DATA, iterations=4, batch_size=8, output_dir=str(tmp_path), device="cpu")
+
+
+def test_resume_false_starts_over(tmp_path):
+    run(tmp_path, iterations=2)
+    config = ResumableTrainerConfig(output_dir=str(tmp_path / "pythae"), num_epochs=1,
+                                    per_device_train_batch_size=16, no_cuda=True, resume=False)
+    counter = CountSteps()
+    TrainingPipeline(fresh(), config)(DATA, callbacks=[counter])
+    assert counter.steps == 2
+
+
+class NaNAt(TrainingCallback):
+    """Makes the model's loss NaN from step ``at`` on."""
+
+    def __init__(self, model, at):
+        self.model, self.at, self.calls = model, at, 0
+        forward = model.forward
+
+        def poisoned(inputs, **kwargs):
+            self.calls += 1
+            output = forward(inputs, **kwargs)
+            if self.calls > self.at:  # call 1 is the trainer's sanity check
+                output.loss = output.loss * float("nan")
+            return output
+
+        model.forward = poisoned
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = fresh()
+    NaNAt(model, at=6)  # steps 1-5 fine, step 6 NaN
+    config = ResumableTrainerConfig(output_dir=str(tmp_path), num_epochs=5, per_device_train_batch_size=8,
+                                    no_cuda=True, checkpoint_every=4)
+    pipeline = TrainingPipeline(model, config)
+    with pytest.raises(NonFiniteLossError, match=r"nan at step 6 \(epoch 2\).*last good checkpoint: .*\(step 4\)"):
+        pipeline(DATA)
+    checkpoint = latest_checkpoint(str(tmp_path))
+    assert torch.load(os.path.join(checkpoint, "trainer_state.pt"), weights_only=True)["global_step"] == 4
+    weights = torch.load(os.path.join(checkpoint, "model.pt"), weights_only=True)["model_state_dict"]
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert all(torch.isfinite(p).all() for p in pipeline.trainer.model.parameters())  # not updated
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="iterations"):
         train_for_iterations(fresh(), DATA, iterations=0, output_dir=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="resume_from"):
+    with pytest.raises(FileNotFoundError, match="resume_from=.*trainer_state.pt"):
         ResumableTrainerConfig(resume_from=str(tmp_path))
+    with pytest.raises(ValueError, match="checkpoint_every must be an int >= 1"):
+        ResumableTrainerConfig(checkpoint_every=0)
     with pytest.raises(ValueError, match="unexpected|Unexpected"):
         ResumableTrainerConfig(num_epoch=3)
 
@@ -100,3 +162,39 @@ def test_avae_ss_recipe_post_trains_a_vae_without_data(tmp_path):
         not torch.equal(model.encoder.state_dict()[k], v) for k, v in vae.encoder.state_dict().items()
     )
     assert (tmp_path / "last_model" / "model_config.json").exists()
+    assert isinstance(DataFreeTrainerConfig(), ResumableTrainerConfig)  # data-free runs resume too
+
+
+# ------------------------------------------------------------------ real processes, real signals
+def worker(output_dir, *extra):
+    return [sys.executable, WORKER, str(output_dir), *extra]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(worker(out), check=True, capture_output=True, timeout=300)
+    return torch.load(out / "final_weights.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_killed_process_rerun_with_the_same_command_ends_with_the_same_weights(tmp_path, uninterrupted, signum):
+    command = worker(tmp_path, "--sleep", "0.05")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if re.search(r"\bstep 13\b", line):
+            process.send_signal(signum)
+            break
+    output = process.stdout.read()
+    assert process.wait(timeout=120) != 0
+    assert not (tmp_path / "final_weights.pt").exists()  # it did stop early
+    stopped_at = torch.load(os.path.join(latest_checkpoint(str(tmp_path)), "trainer_state.pt"),
+                            weights_only=True)["global_step"]
+    if signum == signal.SIGKILL:
+        assert stopped_at == 10  # the last periodic checkpoint (every 5 steps)
+    else:
+        assert 13 <= stopped_at < 48 and f"stopped at step {stopped_at}" in output
+    rerun = subprocess.run(command[:2] + [str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(re.findall(r"\bstep \d+\b", rerun.stdout)) == 48 - stopped_at  # only the rest
+    assert_same_weights(torch.load(tmp_path / "final_weights.pt", weights_only=True), uninterrupted)

@@ -1,13 +1,16 @@
 """Training helpers: per-term logging (and the trainers our pipeline picks)."""
 
 from .data_free import DataFreeTrainer, DataFreeTrainerConfig
-from .resumable import ResumableTrainer, ResumableTrainerConfig
+from .resumable import NonFiniteLossError, ResumableTrainer, ResumableTrainerConfig, latest_checkpoint, unwrap_model
 from .term_logging import TermLoggerCallback
 
 __all__ = [
     "DataFreeTrainer",
     "DataFreeTrainerConfig",
+    "NonFiniteLossError",
     "ResumableTrainer",
     "ResumableTrainerConfig",
     "TermLoggerCallback",
+    "latest_checkpoint",
+    "unwrap_model",
 ]

@@ -1,10 +1,10 @@
 """A Pythae trainer for models that learn without a training set (AVAE-SS).
 
-Pythae's ``BaseTrainer`` iterates over a ``DataLoader``. :class:`DataFreeTrainer` gives it a
-hidden loader of *prior requests* (:meth:`AVAE_SS.prior_batch`: a batch size, no data), so
-everything else of Pythae's loop works unchanged: epochs of ``steps_per_epoch`` optimizer
-steps, the progress bar, callbacks (e.g. :class:`TermLoggerCallback`), checkpoints every
-``steps_saving`` epochs and the ``final_model`` folder. ``pythae_avae.pipelines.TrainingPipeline``
+Pythae's trainers iterate over a ``DataLoader``. :class:`DataFreeTrainer` (a
+:class:`ResumableTrainer`) iterates over *prior requests* instead (:meth:`AVAE_SS.prior_batch`:
+a batch size, no data), so everything else works unchanged: epochs of ``steps_per_epoch``
+optimizer steps, the progress bar, callbacks (e.g. :class:`TermLoggerCallback`), checkpoints
+every ``checkpoint_every`` steps with exact resume, DDP and the ``final_model`` folder. ``pythae_avae.pipelines.TrainingPipeline``
 builds it with no data::
 
     model = AVAE_SS.from_pretrained(vae, rho=0.975)
@@ -17,22 +17,21 @@ An evaluation set of real images may be passed (``eval_data=``): its loss is the
 import math
 from typing import List, Optional
 
-import torch
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
-from pythae.trainers import BaseTrainer, BaseTrainerConfig
 from pythae.trainers.training_callbacks import TrainingCallback
 from torch.utils.data import DataLoader, Dataset
 
 from .registry import register_trainer
+from .resumable import ResumableTrainer, ResumableTrainerConfig
 
 
 @dataclass(config=ConfigDict(extra="forbid"))
-class DataFreeTrainerConfig(BaseTrainerConfig):
-    """``BaseTrainerConfig`` for data-free training; unknown keys raise.
+class DataFreeTrainerConfig(ResumableTrainerConfig):
+    """:class:`ResumableTrainerConfig` for data-free training; unknown keys raise.
 
-    Parameters (besides Pythae's ``BaseTrainerConfig``'s, e.g. ``learning_rate``,
-    ``steps_saving`` (in epochs), ``output_dir``, ``seed``):
+    Parameters (besides those of ``ResumableTrainerConfig``, e.g. ``learning_rate``,
+    ``checkpoint_every``, ``output_dir``, ``seed``):
         steps_per_epoch (int): optimizer steps per Pythae epoch (epochs drive logging, callbacks
             and checkpoints). Default: 100.
         num_steps (int): total optimizer steps; when given it sets ``num_epochs =
@@ -86,13 +85,14 @@ def _as_is(batch):
 
 
 @register_trainer(DataFreeTrainerConfig)
-class DataFreeTrainer(BaseTrainer):
-    """Pythae's ``BaseTrainer`` on prior requests instead of a training set.
+class DataFreeTrainer(ResumableTrainer):
+    """:class:`ResumableTrainer` (checkpoints, resume, DDP) on prior requests instead of a
+    training set.
 
     The model must declare ``data_free = True`` and provide ``prior_batch(batch_size)``
     (:class:`~pythae_avae.models.avae_ss.AVAE_SS` does). Each of ``num_epochs`` epochs takes
     ``steps_per_epoch`` steps of ``per_device_train_batch_size`` prior samples. Under DDP every
-    process takes all steps, each with its own random seed.
+    process takes all steps with its own prior samples (the step seed includes the rank).
 
     Args:
         model: a data-free model, e.g. ``AVAE_SS``.
@@ -141,7 +141,8 @@ class DataFreeTrainer(BaseTrainer):
         # DistributedSampler (every process takes all steps)
         return DataLoader(train_dataset, batch_size=None, shuffle=False, collate_fn=_as_is)
 
-    def prepare_training(self):
-        super().prepare_training()
-        if self.distributed:  # different prior samples on each process
-            torch.manual_seed(self.training_config.seed + max(self.rank, 0))
+    def steps_per_epoch(self) -> int:
+        return self.training_config.steps_per_epoch
+
+    def _epoch_batches(self, epoch: int, start: int):
+        return (self.train_dataset[i] for i in range(start, self.training_config.steps_per_epoch))

@@ -1,55 +1,387 @@
-"""A ``BaseTrainer`` that starts from a saved model and optimizer state.
+"""A Pythae trainer that survives interruption and runs under DDP on CPU or GPU.
 
-Pythae 0.1.2 writes ``optimizer.pt`` into every checkpoint but never reads it back, so an
-interrupted run restarts from scratch. :func:`pythae_avae.recipes.train_for_iterations` trains
-in chunks with this trainer and saves the state after each, so a rerun continues.
+Pythae 0.1.2's ``BaseTrainer`` writes ``optimizer.pt`` into its checkpoints but never reads it
+back, checkpoints the *best* model rather than the current one, sets up DDP only on CUDA and
+stops on a NaN loss without saying where. :class:`ResumableTrainer` keeps Pythae's interface
+(config, callbacks, progress bar, ``final_model`` folder) and adds:
+
+* **Checkpoints every** ``checkpoint_every`` **optimizer steps** in ``<output_dir>/checkpoint``
+  (written to a temporary folder, then swapped in, so a kill at any moment leaves a complete
+  one): model, optimizer, scheduler, epoch, step, best model, the training folder.
+* **Resume**: the same command continues from that checkpoint. Randomness is *step-indexed*:
+  before every step the generator is seeded from ``(seed, rank, step)`` and every epoch's
+  shuffle from ``(seed, epoch)``, so a resumed run takes exactly the steps of an uninterrupted
+  one and ends with the same weights (CPU, same thread count) without storing RNG states.
+* **Signals**: SIGINT (Ctrl-C) and SIGTERM finish the current step, save a checkpoint and
+  exit (``KeyboardInterrupt`` / ``SystemExit(143)``); a second Ctrl-C stops at once.
+* **Non-finite loss**: checked before the update; raises :class:`NonFiniteLossError` with the
+  step number, leaving the weights and the last good checkpoint untouched.
+* **DDP** (``torchrun --nproc_per_node=N``): NCCL on GPUs, gloo on CPU (the tested path).
+  Each step's global batch (``per_device_train_batch_size × world_size`` images of one
+  seeded permutation) is split across ranks, gradients are averaged by DDP, stop and NaN
+  flags and epoch losses are all-reduced, and only rank 0 writes files.
 """
 
+import contextlib
+import math
 import os
-from typing import Optional
+import shutil
+import signal
+import threading
+from copy import deepcopy
+from typing import Iterable, List, Optional
 
 import torch
+import torch.distributed as dist
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
+from pythae.data.datasets import collate_dataset_output
 from pythae.trainers import BaseTrainer, BaseTrainerConfig
+from pythae.trainers.base_trainer.base_trainer import logger
+from pythae.trainers.training_callbacks import TrainingCallback
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from .registry import register_trainer
+
+CHECKPOINT = "checkpoint"
+TRAINER_STATE = "trainer_state.pt"
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The training loss became NaN or infinite; the weights were not updated with it."""
 
 
 @dataclass(config=ConfigDict(extra="forbid"))
 class ResumableTrainerConfig(BaseTrainerConfig):
-    """``BaseTrainerConfig`` plus ``resume_from``: a folder holding ``model.pt`` (from
-    ``model.save``) and ``optimizer.pt`` (an optimizer ``state_dict``). Unknown keys raise."""
+    """``BaseTrainerConfig`` plus checkpointing and resume; unknown keys raise.
 
+    Parameters (besides Pythae's, e.g. ``num_epochs``, ``learning_rate``, ``output_dir``):
+        checkpoint_every (int): optimizer steps between checkpoints (also written at the end
+            of every epoch's last step and on SIGINT/SIGTERM). Default: 200.
+        resume (bool): continue from ``<output_dir>/checkpoint`` when it exists. Default: True.
+        resume_from (str): a checkpoint folder to continue from instead (e.g. copied from
+            another run). Default: None.
+        dist_backend: Pythae's field; ``"auto"`` (default) means NCCL when training on CUDA,
+            gloo otherwise.
+    """
+
+    checkpoint_every: int = 200
+    resume: bool = True
     resume_from: Optional[str] = None
+    dist_backend: str = "auto"
 
     def __post_init__(self):
         super().__post_init__()
-        if self.resume_from is not None:
-            for name in ("model.pt", "optimizer.pt"):
-                if not os.path.isfile(os.path.join(self.resume_from, name)):
-                    raise FileNotFoundError(
-                        f"resume_from={self.resume_from!r} must hold {name} (a saved training state)"
-                    )
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be an int >= 1 (optimizer steps), got {self.checkpoint_every!r}")
+        if self.resume_from is not None and not os.path.isfile(os.path.join(self.resume_from, TRAINER_STATE)):
+            raise FileNotFoundError(
+                f"resume_from={self.resume_from!r} must be a checkpoint folder holding {TRAINER_STATE} "
+                f"(written by ResumableTrainer into <output_dir>/{CHECKPOINT})"
+            )
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    return (seed * 1_000_003 + max(rank, 0) * 7_919 + step) % (2**63 - 1)
+
+
+def unwrap_model(model):
+    """The model inside a DDP wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def latest_checkpoint(output_dir: str) -> Optional[str]:
+    """The complete checkpoint folder of a run, or None (``.old``: killed while swapping)."""
+    for folder in (CHECKPOINT, CHECKPOINT + ".old"):
+        path = os.path.join(output_dir, folder)
+        if os.path.isfile(os.path.join(path, TRAINER_STATE)) and os.path.isfile(os.path.join(path, "model.pt")):
+            return path
+    return None
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, while training runs."""
+
+    def __init__(self):
+        self.signum, self._previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.signum = signum
+        logger.warning(f"{signal.Signals(signum).name} received: saving a checkpoint after this step")
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 @register_trainer(ResumableTrainerConfig)
 class ResumableTrainer(BaseTrainer):
-    """Loads ``resume_from``'s weights before training and its optimizer state after Pythae
-    builds the optimizer; otherwise exactly ``BaseTrainer``."""
+    """Pythae's trainer with checkpoints, exact resume, signal handling and DDP on any device.
 
-    def __init__(self, model, train_dataset, eval_dataset=None, training_config=None, callbacks=None):
-        if training_config is not None and training_config.resume_from is not None:
-            state = torch.load(
-                os.path.join(training_config.resume_from, "model.pt"), map_location="cpu", weights_only=True
+    Args:
+        model: a Pythae model.
+        train_dataset: a Pythae dataset (or what ``TrainingPipeline`` makes of an array).
+        eval_dataset: optional evaluation dataset (selects the ``final_model``, as in Pythae).
+        training_config (ResumableTrainerConfig): the training configuration.
+        callbacks (List[TrainingCallback]): Pythae callbacks.
+    """
+
+    def __init__(self, model, train_dataset, eval_dataset=None,
+                 training_config: Optional[ResumableTrainerConfig] = None,
+                 callbacks: Optional[List[TrainingCallback]] = None):
+        # Pythae's __init__ is not reused: it wraps CPU models in DDP with device_ids (an
+        # error) and never initialises the process group on CPU.
+        training_config = training_config or ResumableTrainerConfig()
+        if not isinstance(training_config, ResumableTrainerConfig):
+            raise TypeError(f"training_config must be a ResumableTrainerConfig, got {type(training_config).__name__}")
+        self.training_config = training_config
+        self.model_config, self.model_name = model.model_config, model.model_name
+        self.world_size, self.rank = training_config.world_size, training_config.rank
+        self.local_rank = training_config.local_rank
+        self.distributed = self.world_size > 1
+        use_cuda = torch.cuda.is_available() and not training_config.no_cuda
+        self.dist_backend = training_config.dist_backend
+        if self.dist_backend == "auto":
+            self.dist_backend = "nccl" if use_cuda else "gloo"
+        if use_cuda:
+            self.device = torch.device("cuda", max(self.local_rank, 0)) if self.distributed else "cuda"
+            if self.distributed:
+                torch.cuda.set_device(self.device)
+        else:
+            self.device = "cpu"
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group(self.dist_backend, init_method="env://",
+                                    world_size=self.world_size, rank=self.rank)
+        self.amp_context = torch.autocast("cuda") if training_config.amp else contextlib.nullcontext()
+        model = model.to(self.device)
+        model.device = self.device
+        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        self.train_loader = self.get_train_dataloader(train_dataset)  # for callbacks (len, dataset)
+        self.eval_loader = self.get_eval_dataloader(eval_dataset) if eval_dataset is not None else None
+        if eval_dataset is None:
+            training_config.keep_best_on_train = True
+        self.callbacks = callbacks
+        with torch.no_grad():
+            self._run_model_sanity_check(model, self._epoch_batches(1, 0))
+        if self.distributed:
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if use_cuda else None)
+        self.model = model
+
+    # ----------------------------------------------------------------- data
+    @property
+    def global_batch_size(self) -> int:
+        return self.training_config.per_device_train_batch_size * max(self.world_size, 1)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_dataset) / self.global_batch_size)
+
+    def _epoch_batches(self, epoch: int, start: int) -> Iterable:
+        """This rank's batches of ``epoch`` from step ``start`` on: one permutation seeded by
+        ``(seed, epoch)``, cut into global batches, each split into equal per-rank slices
+        (the last global batch is padded from the permutation's start under DDP)."""
+        n, g, b = len(self.train_dataset), self.global_batch_size, self.training_config.per_device_train_batch_size
+        generator = torch.Generator().manual_seed(_step_seed(self.training_config.seed, 0, epoch))
+        order = torch.randperm(n, generator=generator).tolist()
+        batches = []
+        for first in range(0, n, g):
+            chunk = order[first:first + g]
+            if self.distributed:
+                chunk = (chunk + order * math.ceil(g / n))[:g]
+                chunk = chunk[max(self.rank, 0) * b:(max(self.rank, 0) + 1) * b]
+            batches.append(chunk)
+        return DataLoader(self.train_dataset, batch_sampler=batches[start:], collate_fn=collate_dataset_output)
+
+    def _set_inputs_to_device(self, inputs):
+        return type(inputs)(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()})
+
+    # ---------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, epoch, step_in_epoch, global_step, epoch_loss, best):
+        if not self.is_main_process:
+            return
+        out = self.training_config.output_dir
+        path, tmp, old = (os.path.join(out, CHECKPOINT + s) for s in ("", ".tmp", ".old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrap_model(self.model).save(tmp)
+        torch.save({
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "epoch_loss": epoch_loss, "best": best, "training_dir": self.training_dir,
+            "global_batch_size": self.global_batch_size, "model_name": self.model_name,
+            "num_epochs": self.training_config.num_epochs,
+        }, os.path.join(tmp, TRAINER_STATE))
+        if os.path.isdir(path):
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+        self.last_checkpoint_step = global_step
+
+    def _load_checkpoint(self, path: str) -> dict:
+        state = torch.load(os.path.join(path, TRAINER_STATE), map_location="cpu", weights_only=True)
+        weights = torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True)
+        for key, ours in (("model_name", self.model_name), ("global_batch_size", self.global_batch_size)):
+            if state[key] != ours:
+                raise ValueError(
+                    f"cannot resume from {path}: it was written with {key}={state[key]!r}, this run "
+                    f"has {key}={ours!r} (use another output_dir, or resume=False to start over)"
+                )
+        unwrap_model(self.model).load_state_dict(weights["model_state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._set_optimizer_on_device(self.optimizer, self.device)
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        return state
+
+    def _set_output_dir(self):
+        if getattr(self, "_resumed_training_dir", None):
+            self.training_dir = self._resumed_training_dir
+            os.makedirs(self.training_dir, exist_ok=True) if self.is_main_process else None
+        else:
+            super()._set_output_dir()
+
+    # ------------------------------------------------------------- training
+    def _all_reduce(self, values: List[float], op=None) -> List[float]:
+        if not self.distributed:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device if self.dist_backend == "nccl" else "cpu")
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+        return t.tolist()
+
+    def train(self, log_output_dir: str = None):
+        """Trains for ``num_epochs`` epochs, continuing from a checkpoint when there is one."""
+        cfg = self.training_config
+        torch.manual_seed(cfg.seed)
+        self.set_optimizer()
+        self.set_scheduler()
+        resume = cfg.resume_from or (latest_checkpoint(cfg.output_dir) if cfg.resume else None)
+        state = None
+        if resume is not None:
+            state = self._load_checkpoint(resume)
+            self._resumed_training_dir = state["training_dir"]
+            logger.info(f"Resuming from {resume} at step {state['global_step']} (epoch {state['epoch']})")
+        self._set_output_dir()
+        self._setup_callbacks()
+        self.callback_handler.on_train_begin(training_config=cfg, model_config=self.model_config)
+        steps = self.steps_per_epoch()
+        epoch, start = (state["epoch"], state["step_in_epoch"]) if state else (1, 0)
+        if start >= steps:
+            epoch, start = epoch + 1, 0
+        global_step = state["global_step"] if state else 0
+        epoch_loss = state["epoch_loss"] if state and start else 0.0
+        best = state["best"] if state else {"eval": math.inf, "train": math.inf, "model": None}
+        self.last_checkpoint_step = global_step if state else None
+        # what a checkpoint written now would hold; None while the weights and it disagree
+        # (inside an optimizer step or an epoch's end), so a stray KeyboardInterrupt
+        # (e.g. a second Ctrl-C) still saves a consistent checkpoint when it can
+        self._position = None
+        with _StopRequest() as stop:
+            try:
+                while epoch <= cfg.num_epochs:
+                    self.callback_handler.on_epoch_begin(training_config=cfg, epoch=epoch,
+                                                         train_loader=self.train_loader, eval_loader=self.eval_loader)
+                    self.callback_handler.on_train_step_begin(training_config=cfg, train_loader=self.train_loader,
+                                                              epoch=epoch, rank=self.rank)
+                    self.model.train()
+                    for step_in_epoch, inputs in enumerate(self._epoch_batches(epoch, start), start=start + 1):
+                        self._position = None
+                        loss = self._train_one_step(inputs, epoch, global_step + 1, stop)
+                        epoch_loss += loss
+                        global_step += 1
+                        self._position = (epoch, step_in_epoch, global_step, epoch_loss, best)
+                        self.callback_handler.on_train_step_end(training_config=cfg)
+                        if stop.signum is not None or global_step % cfg.checkpoint_every == 0 or step_in_epoch == steps:
+                            if step_in_epoch == steps:
+                                self._position = None
+                                best = self._end_epoch(epoch, epoch_loss / steps, best)
+                                epoch_loss = 0.0
+                            self._save_checkpoint(epoch, step_in_epoch, global_step, epoch_loss, best)
+                            self._position = (epoch, step_in_epoch, global_step, epoch_loss, best)
+                        if stop.signum is not None:
+                            self._stop(stop.signum, global_step)
+                    epoch, start = epoch + 1, 0
+            except KeyboardInterrupt:
+                if self._position is not None and self._position[2] != self.last_checkpoint_step \
+                        and not self.distributed:
+                    self._save_checkpoint(*self._position)
+                    logger.warning(f"interrupted: checkpoint saved at step {self._position[2]}; rerun to continue")
+                raise
+        self._finish(best)
+
+    def _train_one_step(self, inputs, epoch, global_step, stop) -> float:
+        torch.manual_seed(_step_seed(self.training_config.seed, self.rank, global_step))
+        inputs = self._set_inputs_to_device(inputs)
+        with self.amp_context:
+            output = self.model(inputs, epoch=epoch, dataset_size=len(self.train_dataset), uses_ddp=self.distributed)
+        loss = output.loss
+        local_bad = 0.0 if torch.isfinite(loss).item() else 1.0
+        stop_flag, bad = self._all_reduce([1.0 if stop.signum is not None else 0.0, local_bad],
+                                          dist.ReduceOp.MAX if self.distributed else None)
+        if stop_flag and stop.signum is None:
+            stop.signum = signal.SIGTERM  # another rank was asked to stop
+        if bad:
+            where = (f"last good checkpoint: {latest_checkpoint(self.training_config.output_dir)} "
+                     f"(step {self.last_checkpoint_step})" if self.last_checkpoint_step is not None
+                     else "no checkpoint was written yet")
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {global_step} (epoch {epoch}); the weights were "
+                f"not updated with it; {where}. Lower learning_rate or check the data."
             )
-            model.load_state_dict(state["model_state_dict"])
-        super().__init__(model, train_dataset, eval_dataset, training_config, callbacks)
+        self._optimizers_step(output)
+        return loss.item()
 
-    def set_optimizer(self):
-        super().set_optimizer()
-        resume_from = self.training_config.resume_from
-        if resume_from is not None:
-            state = torch.load(os.path.join(resume_from, "optimizer.pt"), map_location="cpu", weights_only=True)
-            self.optimizer.load_state_dict(state)
-            self._set_optimizer_on_device(self.optimizer, self.device)
+    def _end_epoch(self, epoch, train_loss, best) -> dict:
+        cfg = self.training_config
+        metrics = {"train_epoch_loss": self._all_reduce([train_loss])[0] / max(self.world_size, 1)}
+        unwrap_model(self.model).update()
+        if self.eval_loader is not None:  # scheduler steps on the eval loss, as in Pythae
+            metrics["eval_epoch_loss"] = self._all_reduce([self.eval_step(epoch)])[0] / max(self.world_size, 1)
+            self._schedulers_step(metrics["eval_epoch_loss"])
+        else:
+            self._schedulers_step(metrics["train_epoch_loss"])
+        key = "train" if cfg.keep_best_on_train else "eval"
+        value = metrics[f"{key}_epoch_loss"]
+        if value < best[key]:
+            best = {**best, key: value, "model": deepcopy(unwrap_model(self.model).state_dict())}
+        if cfg.steps_saving is not None and epoch % cfg.steps_saving == 0 and self.is_main_process:
+            # Pythae's per-epoch folders (of the current model, not the best one as in Pythae)
+            self.save_checkpoint(model=self.model, dir_path=self.training_dir, epoch=epoch)
+        self.model.train()
+        self.callback_handler.on_epoch_end(training_config=cfg)
+        self.callback_handler.on_log(cfg, metrics, logger=logger, global_step=epoch, rank=self.rank)
+        return best
+
+    def _stop(self, signum, global_step):
+        if self.distributed:
+            dist.barrier()  # rank 0 has written the checkpoint
+        where = os.path.join(self.training_config.output_dir, CHECKPOINT)
+        message = f"stopped at step {global_step}; checkpoint saved in {where}; rerun to continue"
+        logger.warning(message)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt(message)
+        raise SystemExit(128 + signum)
+
+    def _finish(self, best):
+        if self.is_main_process:
+            final = deepcopy(unwrap_model(self.model))
+            if best.get("model") is not None:
+                final.load_state_dict(best["model"])
+            self._best_model = final
+            final_dir = os.path.join(self.training_dir, "final_model")
+            final.save(final_dir)
+            self.training_config.save_json(final_dir, "training_config")
+            self.callback_handler.on_save(self.training_config)
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+        self.callback_handler.on_train_end(self.training_config)

@@ -198,3 +198,15 @@ def test_killed_process_rerun_with_the_same_command_ends_with_the_same_weights(t
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert len(re.findall(r"\bstep \d+\b", rerun.stdout)) == 48 - stopped_at  # only the rest
     assert_same_weights(torch.load(tmp_path / "final_weights.pt", weights_only=True), uninterrupted)
+
+
+@pytest.mark.parametrize("broken", ["trainer_state.pt", "model.pt"])
+def test_corrupt_checkpoint_is_named_and_nothing_is_overwritten(tmp_path, broken):
+    run(tmp_path, iterations=2)
+    checkpoint = latest_checkpoint(str(tmp_path / "pythae"))
+    (tmp_path / "pythae" / "checkpoint" / broken).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=rf"checkpoint file .*checkpoint/{broken}' cannot be read.*"
+                                         rf"expected a {broken} written by ResumableTrainer.*resume=False"):
+        run(tmp_path, iterations=4)
+    assert (tmp_path / "pythae" / "checkpoint" / broken).read_bytes() == b"not a checkpoint"
+    assert latest_checkpoint(str(tmp_path / "pythae")) == checkpoint

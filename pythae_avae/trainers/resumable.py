@@ -101,6 +101,18 @@ def latest_checkpoint(output_dir: str) -> Optional[str]:
     return None
 
 
+def _read_checkpoint_file(folder: str, name: str):
+    path = os.path.join(folder, name)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign file: name it and the way out
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ValueError(
+            f"checkpoint file {path!r} cannot be read ({type(err).__name__}: {reason}); expected a "
+            f"{name} written by ResumableTrainer. Delete {folder!r}, or pass resume=False to start over"
+        ) from err
+
+
 class _StopRequest:
     """Turns SIGINT/SIGTERM into a flag checked between steps, while training runs."""
 
@@ -228,8 +240,7 @@ class ResumableTrainer(BaseTrainer):
         self.last_checkpoint_step = global_step
 
     def _load_checkpoint(self, path: str) -> dict:
-        state = torch.load(os.path.join(path, TRAINER_STATE), map_location="cpu", weights_only=True)
-        weights = torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True)
+        state, weights = (_read_checkpoint_file(path, name) for name in (TRAINER_STATE, "model.pt"))
         for key, ours in (("model_name", self.model_name), ("global_batch_size", self.global_batch_size)):
             if state[key] != ours:
                 raise ValueError(

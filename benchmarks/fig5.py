@@ -1,0 +1,138 @@
+"""Fig. 5 on colorMNIST: adversarial accuracy against training iteration and against rho.
+
+    python benchmarks/fig5.py                                   # ~30 min on 2 CPU cores
+    python benchmarks/fig5.py --stages 2000 10000 20000 --rhos 0.5 0.9 0.99 --eval-n 1000
+
+*Against iteration*: each model trains once, in stages; after each stage (a total budget of
+``--stages`` iterations) it is evaluated, then training continues from the checkpoint. The
+trainer seeds every step from ``(seed, step)``, so the last stage is the same model as one
+uninterrupted run of that length. *Against rho*: AVAE (package defaults otherwise) trained at
+the last stage's budget for each ``--rhos`` value; the AVAE of the first part is the rho = 0.975
+point. Everything is resumable: finished stages are read back from ``stage_<it>.json``.
+Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<task>.png``.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
+from pythae_avae.evaluation import evaluate_robustness
+from pythae_avae.figures import plot_accuracy_curves
+from pythae_avae.recipes import build_model, default_device, train_for_iterations
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["VAE", "AVAE"], choices=["VAE", "AVAE", "SE", "SE-AVAE"])
+    p.add_argument("--stages", nargs="+", type=int, default=[500, 1000, 2000, 3000])
+    p.add_argument("--rhos", nargs="*", type=float, default=[0.5, 0.9, 0.99])
+    p.add_argument("--rho", type=float, default=0.975, help="rho of the AVAE in the iteration sweep")
+    p.add_argument("--eps", nargs="+", type=float, default=[0.0, 0.05, 0.1])
+    p.add_argument("--eval-n", type=int, default=500)
+    p.add_argument("--pgd-steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--arch", default="colormnist-conv")
+    p.add_argument("--device", default=None)
+    p.add_argument("--output-dir", default="benchmarks/results/fig5")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if sorted(args.stages) != args.stages or args.stages[0] < 1:
+        p.error(f"--stages must be increasing positive iteration counts, got {args.stages}")
+    return args
+
+
+def evaluate(args, model, data, label, out):
+    x_test, y_test = data["test_arrays"]
+    test = (x_test[: args.eval_n], {t: y[: args.eval_n] for t, y in y_test.items()})
+    table = evaluate_robustness(
+        model, data["train_arrays"], test, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
+        model_name=label, pgd_steps=args.pgd_steps, seed=args.seed, device=args.device,
+        progress=not args.no_progress, output_dir=out,
+    )
+    return [dict(r) for r in table.rows]
+
+
+def staged_run(args, name, data, run_name, config):
+    """Trains ``name`` through ``args.stages``; returns the evaluation rows of every stage."""
+    out = os.path.join(args.output_dir, "runs", run_name)
+    rows = []
+    for stage in args.stages:
+        path = os.path.join(out, f"stage_{stage}.json")
+        if not os.path.isfile(path):
+            model = build_model(name, args.arch, 64, **config)
+            model = train_for_iterations(model, data["train"], data["test"], iterations=stage,
+                                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                                         output_dir=out, device=args.device, callbacks=[RecolorCallback()])
+            result = evaluate(args, model, data, run_name, os.path.join(out, f"eval_{stage}"))
+            with open(path, "w") as f:
+                json.dump(result, f, indent=2)
+        with open(path) as f:
+            rows += [{**r, "iterations": stage, "run": run_name} for r in json.load(f)]
+    return rows
+
+
+def markdown(rows, x, args):
+    keys = sorted({(r["run"], r[x]) for r in rows}, key=lambda k: (k[0], k[1]))
+    columns = [(t, e) for t in TASKS for e in args.eps]
+    lines = [f"| run | {x} | " + " | ".join(f"{t} {e:g}" for t, e in columns) + " |",
+             "|" + "---|" * (len(columns) + 2)]
+    for run, value in keys:
+        cells = []
+        for task, eps in columns:
+            match = [r["accuracy"] for r in rows if r["run"] == run and r[x] == value and r["task"] == task
+                     and abs(r["eps"] - eps) < 1e-12]
+            cells.append(f"{min(match):.1f}" if match else "–")
+        lines.append(f"| {run} | {value:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.device = args.device or default_device()
+    os.makedirs(args.output_dir, exist_ok=True)
+    train, test = ColorMNIST("train"), ColorMNIST("test")
+    data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
+
+    by_iteration = []
+    for name in args.models:
+        config = {"rho": args.rho} if "AVAE" in name else {}
+        by_iteration += staged_run(args, name, data, name, config)
+    last = args.stages[-1]
+    by_rho = [{**r, "rho": args.rho} for r in by_iteration if r["run"] == "AVAE" and r["iterations"] == last]
+    for rho in args.rhos:
+        by_rho += [{**r, "rho": rho, "run": "AVAE"}
+                   for r in staged_run(argparse.Namespace(**{**vars(args), "stages": [last]}), "AVAE", data,
+                                       f"AVAE rho={rho:g}", {"rho": rho})]
+
+    figures = []
+    for task in TASKS:
+        for eps in args.eps[1:]:
+            rows = [{**r, "series": f"{r['run']} eps={eps:g}"} for r in by_iteration
+                    if abs(r["eps"] - eps) < 1e-12]
+            figures.append(plot_accuracy_curves(rows, os.path.join(args.output_dir, f"fig5_iterations_{task}_eps{eps:g}.png"),
+                                                x="iterations", task=task, series="series",
+                                                title=f"{task}, PGD-{args.pgd_steps}, eps={eps:g}"))
+        if by_rho:
+            rows = [{**r, "series": f"eps={r['eps']:g}"} for r in by_rho if r["eps"] > 0]
+            figures.append(plot_accuracy_curves(rows, os.path.join(args.output_dir, f"fig5_rho_{task}.png"),
+                                                x="rho", task=task, series="series",
+                                                title=f"AVAE, {task}, {last} it., PGD-{args.pgd_steps}"))
+    note = (f"colorMNIST (embedded 5k digits), {args.arch}, latent 64, Adam lr {args.lr}, batch {args.batch_size}, "
+            f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
+            f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]))
+    text = (f"# Fig. 5 (colorMNIST)\n\n{note}\n\n## Against training iteration\n\n{markdown(by_iteration, 'iterations', args)}\n"
+            f"\n## Against rho (AVAE, {last} iterations)\n\n{markdown(by_rho, 'rho', args)}\n")
+    print(text)
+    with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump({"args": vars(args), "by_iteration": by_iteration, "by_rho": by_rho, "figures": figures}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
 import pythae_avae  # noqa: F401  (hooks AutoModel)
 from pythae_avae import AVAE, AVAEConfig
+from pythae_avae.models.serialization import PickleRefusedError
 
 SHAPE = (3, 28, 28)
 SMALL = (1, 16, 16)
@@ -159,9 +160,9 @@ class Test_Config:
 
 
 class Test_Model_Saving:
-    def _check_reload(self, model, dir_path):
+    def _check_reload(self, model, dir_path, **kwargs):
         for loader in (AVAE.load_from_folder, AutoModel.load_from_folder):
-            reloaded = loader(str(dir_path))
+            reloaded = loader(str(dir_path), **kwargs)
             assert type(reloaded) is AVAE
             assert reloaded.model_config.__dict__ == model.model_config.__dict__
             assert state_equal(reloaded, model)
@@ -180,7 +181,10 @@ class Test_Model_Saving:
         assert set(os.listdir(tmp_path)) == {
             "model.pt", "model_config.json", "environment.json", "encoder.pkl", "decoder.pkl"
         }
-        reloaded = self._check_reload(model, tmp_path)
+        for loader in (AVAE.load_from_folder, AutoModel.load_from_folder):  # user nets: pickles
+            with pytest.raises(PickleRefusedError, match="allow_pickle=True"):
+                loader(str(tmp_path))
+        reloaded = self._check_reload(model, tmp_path, allow_pickle=True)
         assert type(reloaded.encoder).__name__ == type(custom_nets[0]).__name__
         assert type(reloaded.decoder).__name__ == type(custom_nets[1]).__name__
         x = images(3, model_config.input_dim)
@@ -204,12 +208,12 @@ class Test_Model_Saving:
         model.save(str(tmp_path))
         os.remove(os.path.join(tmp_path, "decoder.pkl"))
         with pytest.raises(FileNotFoundError):
-            AutoModel.load_from_folder(str(tmp_path))
+            AutoModel.load_from_folder(str(tmp_path), allow_pickle=True)
         os.remove(os.path.join(tmp_path, "encoder.pkl"))
         with pytest.raises(FileNotFoundError):
             AVAE.load_from_folder(str(tmp_path))
         os.remove(os.path.join(tmp_path, "model.pt"))
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(FileNotFoundError, match="model.pt"):
             AVAE.load_from_folder(str(tmp_path))
         os.remove(os.path.join(tmp_path, "model_config.json"))
         with pytest.raises(FileNotFoundError):
@@ -534,7 +538,7 @@ class Test_AVAE_Training:
         if not model.model_config.uses_default_encoder:
             expected |= {"encoder.pkl", "decoder.pkl"}
         assert set(os.listdir(final)) == expected
-        reloaded = AutoModel.load_from_folder(final)
+        reloaded = AutoModel.load_from_folder(final, allow_pickle=True)  # test nets: pickled
         assert type(reloaded) is AVAE
         assert reloaded.model_config.__dict__ == model.model_config.__dict__
         assert state_equal(reloaded, pipeline.trainer._best_model)

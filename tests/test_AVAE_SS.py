@@ -21,6 +21,7 @@ from pythae.trainers import BaseTrainerConfig
 from pythae.trainers.training_callbacks import TrainingCallback
 
 from pythae_avae import AVAE, AVAE_SS, AVAEConfig, AVAE_SS_Config, GaussianVAE, GaussianVAEConfig
+from pythae_avae.models.serialization import PickleRefusedError
 from pythae_avae.pipelines import TrainingPipeline
 from pythae_avae.trainers import DataFreeTrainer, DataFreeTrainerConfig, TermLoggerCallback
 
@@ -70,7 +71,9 @@ def test_from_pretrained_inherits_our_configs_and_folders(tmp_path):
     assert AVAE_SS.from_pretrained(avae).model_config.rho == 0.8
     vae = pythae_vae()
     vae.save(str(tmp_path))
-    model = AVAE_SS.from_pretrained(tmp_path, rho=0.5, batch_size=8)
+    with pytest.raises(PickleRefusedError, match=r"encoder.pkl.*allow_pickle=True"):
+        AVAE_SS.from_pretrained(tmp_path)  # a Pythae VAE with custom nets: pickles
+    model = AVAE_SS.from_pretrained(tmp_path, rho=0.5, batch_size=8, allow_pickle=True)
     assert model.model_config.rho == 0.5 and model.model_config.batch_size == 8
     assert_same_weights(model, vae)
 
@@ -182,7 +185,7 @@ def test_post_training_without_data_changes_only_the_encoder(tmp_path):
     assert sorted(os.listdir(training_dir)) == ["checkpoint_epoch_1", "checkpoint_epoch_2",
                                                "final_model"]
     for trained in (model, pipeline.trainer._best_model,
-                    AutoModel.load_from_folder(os.path.join(training_dir, "final_model"))):
+                    AutoModel.load_from_folder(os.path.join(training_dir, "final_model"), allow_pickle=True)):
         dec = {k: v for k, v in vae_state.items() if k.startswith("decoder.")}
         assert same_state(dec, {k: v for k, v in snapshot(trained).items() if k in dec})
         enc = {k: v for k, v in vae_state.items() if k.startswith("encoder.")}

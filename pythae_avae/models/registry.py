@@ -19,6 +19,8 @@ from typing import Dict, NamedTuple, Type
 from pythae.models import AutoModel
 from pythae.models.auto_model import AutoConfig
 
+from .serialization import load_model, read_weights, save_model
+
 
 class RegisteredModel(NamedTuple):
     model_cls: type
@@ -67,19 +69,36 @@ def config_from_json_file(json_path: str):
 
 
 class PluginLoadMixin:
-    """Lets ``Model.load_from_folder`` work for models Pythae's ``AutoConfig`` does not know."""
+    """Lets ``Model.load_from_folder`` work for models Pythae's ``AutoConfig`` does not know,
+    and saves/loads without pickles (see :mod:`pythae_avae.models.serialization`)."""
 
     @classmethod
     def _load_model_config_from_folder(cls, dir_path):
         read_config_name(dir_path)
         return config_from_json_file(os.path.join(dir_path, "model_config.json"))
 
+    @classmethod
+    def _load_model_weights_from_folder(cls, dir_path):
+        return read_weights(dir_path)
 
-def _auto_model_load_from_folder(cls, dir_path: str):
+    def save(self, dir_path: str):
+        """Pythae's folder layout (``model_config.json``, ``model.pt``, ``environment.json``);
+        this package's nets go to ``architecture.json`` (name + arguments), not to pickles."""
+        save_model(self, dir_path)
+
+    @classmethod
+    def load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
+        """Loads a saved model. Folders holding ``*.pkl`` files (a user's own nets, saved the
+        Pythae way) are refused unless ``allow_pickle=True`` or ``PYTHAE_AVAE_ALLOW_PICKLE=1``:
+        unpickling runs code from the folder."""
+        return load_model(cls, dir_path, allow_pickle)
+
+
+def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
     name = read_config_name(dir_path)
     if name in MODEL_REGISTRY:
-        return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path)
-    return _ORIGINALS["AutoModel.load_from_folder"].__func__(cls, dir_path)
+        return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path, allow_pickle=allow_pickle)
+    return _ORIGINALS["AutoModel.load_from_folder"].__func__(cls, dir_path)  # Pythae's models: Pythae's way
 
 
 def _auto_config_from_json_file(cls, json_path: str):

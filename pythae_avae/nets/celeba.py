@@ -11,11 +11,12 @@ from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
 from ._layers import conv_block, latent_dim_of, split_gaussian
+from .rebuild import Rebuildable
 
 CELEBA_SHAPE = (3, 64, 64)
 
 
-class CelebAConvEncoder(BaseEncoder):
+class CelebAConvEncoder(Rebuildable, BaseEncoder):
     def __init__(self, latent_dim=64, batch_norm: bool = True):
         super().__init__()
         self.latent_dim = latent_dim_of(latent_dim)
@@ -33,7 +34,7 @@ class CelebAConvEncoder(BaseEncoder):
         return ModelOutput(embedding=mu, log_covariance=logvar)
 
 
-class CelebAConvDecoder(BaseDecoder):
+class CelebAConvDecoder(Rebuildable, BaseDecoder):
     def __init__(self, latent_dim=64):
         super().__init__()
         self.fc = nn.Sequential(nn.Linear(latent_dim_of(latent_dim), 256 * 4 * 4), nn.ReLU())

@@ -15,6 +15,7 @@ from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
 from ._layers import conv_block, latent_dim_of, split_gaussian
+from .rebuild import Rebuildable
 
 COLOR_MNIST_SHAPE = (3, 28, 28)
 _PIXELS = math.prod(COLOR_MNIST_SHAPE)
@@ -29,7 +30,7 @@ def _mlp(n_in, n_out, hidden=200, depth=4):
     return nn.Sequential(*layers)
 
 
-class ColorMNISTMLPEncoder(BaseEncoder):
+class ColorMNISTMLPEncoder(Rebuildable, BaseEncoder):
     """2352 -> 4 x 200 ReLU -> 2d (mean, log-variance)."""
 
     def __init__(self, latent_dim=64, hidden: int = 200, depth: int = 4):
@@ -42,7 +43,7 @@ class ColorMNISTMLPEncoder(BaseEncoder):
         return ModelOutput(embedding=mu, log_covariance=logvar)
 
 
-class ColorMNISTMLPDecoder(BaseDecoder):
+class ColorMNISTMLPDecoder(Rebuildable, BaseDecoder):
     """d -> 4 x 200 ReLU -> 2352, sigmoid."""
 
     def __init__(self, latent_dim=64, hidden: int = 200, depth: int = 4):
@@ -54,7 +55,7 @@ class ColorMNISTMLPDecoder(BaseDecoder):
         return ModelOutput(reconstruction=x)
 
 
-class ColorMNISTConvEncoder(BaseEncoder):
+class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
     """Conv 3-32-64-128 (stride 2, BatchNorm, ReLU) -> Linear 256 (BN, ReLU) -> 2d."""
 
     def __init__(self, latent_dim=64, batch_norm: bool = True):
@@ -76,7 +77,7 @@ class ColorMNISTConvEncoder(BaseEncoder):
         return ModelOutput(embedding=mu, log_covariance=logvar)
 
 
-class ColorMNISTConvDecoder(BaseDecoder):
+class ColorMNISTConvDecoder(Rebuildable, BaseDecoder):
     """Small decoder: Linear d -> 32x7x7, ConvT 32-16 (14x14), ConvT 16-3 (28x28), sigmoid."""
 
     def __init__(self, latent_dim=64):

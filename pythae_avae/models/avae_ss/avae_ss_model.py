@@ -11,7 +11,8 @@ from pythae.models.nn import BaseDecoder
 
 from ..avae.avae_model import AVAE
 from ..base import AVAEFamilyConfig
-from ..registry import register_model
+from ..registry import MODEL_REGISTRY, read_config_name, register_model
+from ..serialization import check_no_pickles
 from .avae_ss_config import AVAE_SS_Config
 
 #: key of a batch that asks for prior samples instead of carrying data (see ``prior_batch``)
@@ -70,12 +71,15 @@ class AVAE_SS(AVAE):
 
     # ---- construction from a trained model --------------------------------------------------
     @classmethod
-    def from_pretrained(cls, pretrained: Union[VAE, str, os.PathLike], **config_fields) -> "AVAE_SS":
+    def from_pretrained(cls, pretrained: Union[VAE, str, os.PathLike], allow_pickle: bool = False,
+                        **config_fields) -> "AVAE_SS":
         """AVAE-SS starting from a trained VAE-family model (copied, not modified).
 
         Args:
             pretrained: a Pythae ``VAE`` (or subclass, e.g. this package's models) or a folder
                 written by its ``save`` (loaded with ``pythae.models.AutoModel``).
+            allow_pickle: load a folder holding ``*.pkl`` files (nets saved by Pythae with
+                cloudpickle); this runs code from the folder, so only for trusted sources.
             **config_fields: :class:`AVAE_SS_Config` fields, e.g. ``rho=0.975``. Fields the
                 pretrained config shares with it (``input_dim``, ``latent_dim``,
                 ``reconstruction_loss``, ``obs_var``, ...) are inherited unless given here. A
@@ -86,7 +90,11 @@ class AVAE_SS(AVAE):
             An :class:`AVAE_SS` with deep copies of the encoder and decoder.
         """
         if isinstance(pretrained, (str, os.PathLike)):
-            pretrained = AutoModel.load_from_folder(os.fspath(pretrained))
+            path = os.fspath(pretrained)
+            check_no_pickles(path, allow_pickle)  # Pythae's own loader would unpickle silently
+            name = read_config_name(path)
+            pretrained = (MODEL_REGISTRY[name].model_cls.load_from_folder(path, allow_pickle=allow_pickle)
+                          if name in MODEL_REGISTRY else AutoModel.load_from_folder(path))
         if not isinstance(pretrained, VAE):
             raise TypeError(
                 "AVAE_SS.from_pretrained needs a trained Pythae VAE-family model (a "

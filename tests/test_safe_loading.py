@@ -1,0 +1,127 @@
+"""Loading a model folder never runs code from it unless the user opts in."""
+
+import os
+import pickle
+
+import pytest
+import torch
+from pythae.models import AutoModel
+
+import pythae_avae  # noqa: F401  (hooks AutoModel)
+from pythae_avae import AVAE, AVAE_SS, AVAEConfig
+from pythae_avae.models.serialization import ALLOW_PICKLE_ENV, PickleRefusedError
+from pythae_avae.nets import ARCHITECTURES, ColorMNISTConvDecoder, ColorMNISTConvEncoder
+from pythae_avae.nets.rebuild import build_from_spec
+from pythae_avae.recipes import build_model
+
+
+class WritesMarker:
+    """A pickle payload that creates a file when unpickled (stands for arbitrary code)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def same_outputs(a, b, shape):
+    x = torch.rand(3, *shape, generator=torch.Generator().manual_seed(0))
+    a.eval(), b.eval()
+    return torch.equal(a.encoder(x).embedding, b.encoder(x).embedding) and torch.equal(
+        a.decoder(a.encoder(x).embedding).reconstruction, b.decoder(a.encoder(x).embedding).reconstruction
+    )
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_our_nets_are_saved_as_names_and_rebuilt_without_pickles(tmp_path, arch):
+    torch.manual_seed(0)
+    model = build_model("AVAE", arch, latent_dim=4)
+    model.save(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["architecture.json", "environment.json", "model.pt", "model_config.json"]
+    for loader in (AVAE.load_from_folder, AutoModel.load_from_folder):
+        reloaded = loader(str(tmp_path))
+        assert type(reloaded.encoder) is type(model.encoder)
+        assert reloaded.encoder.net_spec == model.encoder.net_spec
+        assert same_outputs(model, reloaded, ARCHITECTURES[arch][2])
+
+
+def test_nets_built_by_hand_and_avae_ss_need_no_pickle_either(tmp_path):
+    config = AVAEConfig(input_dim=(3, 28, 28), latent_dim=6)
+    model = AVAE(config, encoder=ColorMNISTConvEncoder(config), decoder=ColorMNISTConvDecoder(6))
+    assert model.encoder.net_spec == {"class": "ColorMNISTConvEncoder", "kwargs": {"latent_dim": 6, "batch_norm": True}}
+    ss = AVAE_SS.from_pretrained(model)
+    ss.save(str(tmp_path))
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".pkl")]
+    reloaded = AVAE_SS.from_pretrained(str(tmp_path))  # a folder of ours: no opt-in needed
+    assert all(not p.requires_grad for p in AVAE_SS.load_from_folder(str(tmp_path)).decoder.parameters())
+    assert same_outputs(ss, reloaded, (3, 28, 28))
+
+
+def test_a_users_subclass_is_not_mistaken_for_ours(tmp_path):
+    class Wider(ColorMNISTConvEncoder):
+        pass
+
+    assert Wider(4).net_spec is None  # would otherwise be rebuilt as the parent class
+    model = AVAE(AVAEConfig(input_dim=(3, 28, 28), latent_dim=4), encoder=Wider(4), decoder=ColorMNISTConvDecoder(4))
+    model.save(str(tmp_path))
+    assert {"encoder.pkl", "decoder.pkl"} <= set(os.listdir(tmp_path))
+
+
+@pytest.fixture
+def pickled_folder(tmp_path):
+    """A folder saved the Pythae way (a user's own nets), with encoder.pkl replaced by a payload."""
+    class Mine(ColorMNISTConvEncoder):
+        pass
+
+    model = AVAE(AVAEConfig(input_dim=(3, 28, 28), latent_dim=4), encoder=Mine(4), decoder=ColorMNISTConvDecoder(4))
+    folder = tmp_path / "model"
+    model.save(str(folder))
+    marker = tmp_path / "code_ran"
+    with open(folder / "encoder.pkl", "wb") as f:
+        pickle.dump(WritesMarker(str(marker)), f)
+    return folder, marker
+
+
+@pytest.mark.parametrize("load", [
+    lambda p: AVAE.load_from_folder(p),
+    lambda p: AutoModel.load_from_folder(p),
+    lambda p: AVAE_SS.from_pretrained(p),
+], ids=["AVAE.load_from_folder", "AutoModel.load_from_folder", "AVAE_SS.from_pretrained"])
+def test_a_folder_with_pickles_is_refused_and_nothing_runs(pickled_folder, load, monkeypatch):
+    folder, marker = pickled_folder
+    monkeypatch.delenv(ALLOW_PICKLE_ENV, raising=False)
+    with pytest.raises(PickleRefusedError, match=r"\['decoder.pkl', 'encoder.pkl'\].*allow_pickle=True.*PYTHAE_AVAE_ALLOW_PICKLE=1"):
+        load(str(folder))
+    assert not marker.exists()
+
+
+def test_opting_in_really_unpickles(pickled_folder, monkeypatch):
+    folder, marker = pickled_folder
+    with pytest.raises(Exception):  # the payload is not an encoder, but it ran
+        AVAE.load_from_folder(str(folder), allow_pickle=True)
+    assert marker.exists()
+    marker.unlink()
+    monkeypatch.setenv(ALLOW_PICKLE_ENV, "1")
+    with pytest.raises(Exception):
+        AutoModel.load_from_folder(str(folder))
+    assert marker.exists()
+
+
+def test_weights_are_read_weights_only(tmp_path):
+    build_model("VAE", "colormnist-mlp", latent_dim=4).save(str(tmp_path))
+    marker = tmp_path / "code_ran"
+    torch.save({"model_state_dict": WritesMarker(str(marker))}, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"weights file .*model.pt.* cannot be read"):
+        AutoModel.load_from_folder(str(tmp_path))
+    assert not marker.exists()
+    os.remove(tmp_path / "model.pt")
+    with pytest.raises(FileNotFoundError, match=r"missing weights file .*model.pt"):
+        AutoModel.load_from_folder(str(tmp_path))
+
+
+def test_spec_names_only_this_packages_classes():
+    with pytest.raises(ValueError, match="net class must be one of"):
+        build_from_spec({"class": "os.system", "kwargs": {}})
+    with pytest.raises(ValueError, match="a net spec must be"):
+        build_from_spec({"class": "ColorMNISTConvEncoder"})

@@ -26,10 +26,12 @@ def check_images(X, name: str = "X") -> torch.Tensor:
     if X.ndim != 4:
         raise ValueError(f"{name} must be images of shape (N, C, H, W), got shape {tuple(X.shape)}")
     if len(X) == 0:
-        raise ValueError(f"{name} is empty")
+        raise ValueError(f"{name} must hold at least 1 image, got 0")
     X = X.detach().to("cpu", torch.float32)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} must be finite pixels in [0, 1], got NaN or Inf values")
     lo, hi = float(X.min()), float(X.max())
-    if not (lo >= 0 and hi <= 1):  # also catches NaN
+    if not (lo >= 0 and hi <= 1):
         raise ValueError(f"{name} must hold pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
     return X
 

@@ -73,7 +73,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         features = np.asarray(features, dtype=np.float64)
         y = _check_labels(y, len(features))
         if len(np.unique(y)) < 2:
-            raise ValueError("y must contain at least 2 classes")
+            raise ValueError(f"y must contain at least 2 classes, got only {np.unique(y).tolist()}")
         self.scaler_ = StandardScaler().fit(features) if self.standardize else None
         if self.scaler_ is not None:
             features = self.scaler_.transform(features)

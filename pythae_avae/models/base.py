@@ -102,8 +102,12 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
                 f"{name} must have shape (batch, {', '.join(map(str, expected))}) "
                 f"(model_config.input_dim), got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():  # e.g. uint8 images in [0, 255]
+            raise ValueError(f"{name} must be a floating-point tensor of pixels in [0, 1], got dtype {x.dtype}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} must be finite pixels in [0, 1], got NaN or Inf values")
         lo, hi = float(x.min()), float(x.max())
-        if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN, for which every comparison fails
+        if not (lo >= 0.0 and hi <= 1.0):
             raise ValueError(
                 f"{name} must hold pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
             )

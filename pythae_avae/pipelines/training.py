@@ -48,6 +48,9 @@ class TrainingPipeline(PythaeTrainingPipeline):
         return data
 
     def __call__(self, train_data=None, eval_data=None, callbacks=None):
+        for name, data in (("train_data", train_data), ("eval_data", eval_data)):
+            if data is not None and hasattr(data, "__len__") and len(data) == 0:
+                raise ValueError(f"{name} must hold at least 1 image, got 0")
         callbacks = _with_term_logger(callbacks)
         trainer_cls = self._registered_trainer()
         if trainer_cls is None:

@@ -1,0 +1,145 @@
+"""Bad input anywhere gives an error naming the parameter and the expected value, and leaves
+no half-written output folder behind."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from pythae_avae import AVAEConfig, SEConfig
+from pythae_avae.data import CelebA, ColorMNIST
+from pythae_avae.evaluation import LinearProbe, evaluate_robustness, pgd_linf
+from pythae_avae.pipelines import TrainingPipeline
+from pythae_avae.recipes import build_model, train_for_iterations
+from pythae_avae.trainers import DataFreeTrainerConfig, ResumableTrainerConfig
+
+SHAPE = (3, 28, 28)
+RNG = np.random.default_rng(0)
+X = RNG.random((12, *SHAPE)).astype("float32")
+Y = np.arange(12) % 2
+
+
+def model():
+    torch.manual_seed(0)
+    return build_model("AVAE", "colormnist-mlp", latent_dim=4)
+
+
+def config(**fields):
+    return lambda out: AVAEConfig(input_dim=SHAPE, latent_dim=4, **fields)
+
+
+def forward(data):
+    return lambda out: model()({"data": data})
+
+
+def evaluate(train=(X, {"d": Y}), test=(X, {"d": Y}), **kwargs):
+    kwargs = {"tasks": ["d"], "eps": (0.1,), "pgd_steps": 2, **kwargs}
+    return lambda out: evaluate_robustness(model(), train, test, output_dir=str(out), **kwargs)
+
+
+def linear(out=None):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(SHAPE)), 2))
+
+
+def saved_model(out, damage):
+    folder = out.parent / "saved"
+    model().save(str(folder))
+    damage(folder / "model.pt")
+    from pythae_avae import AVAE
+
+    return AVAE.load_from_folder(str(folder))
+
+
+def trained_checkpoint(out, damage):
+    data = torch.rand(8, *SHAPE)
+    run = out.parent / "run"
+    train_for_iterations(model(), data, iterations=1, batch_size=8, output_dir=str(run), device="cpu")
+    damage(run / "pythae" / "checkpoint" / "trainer_state.pt")
+    return train_for_iterations(model(), data, iterations=2, batch_size=8, output_dir=str(run), device="cpu")
+
+
+def overwrite(path):
+    path.write_bytes(b"\x00garbage")
+
+
+CASES = {
+    # configs
+    "rho = 1": (config(rho=1.0), ValueError, r"rho must be in \[0, 1\).*got 1.0"),
+    "rho < 0": (config(rho=-0.1), ValueError, r"rho must be in \[0, 1\).*got -0.1"),
+    "obs_var = 0": (config(obs_var=0.0), ValueError, r"obs_var must be > 0.*got 0.0"),
+    "latent_dim = 0": (lambda out: AVAEConfig(input_dim=SHAPE, latent_dim=0), ValueError,
+                       r"latent_dim must be >= 1, got 0"),
+    "unknown config key": (config(rhoo=0.5), ValueError, r"rhoo\s+Unexpected keyword argument"),
+    "unknown estimator": (config(coupling_estimator="mc"), ValueError,
+                          r"coupling_estimator\s+Input should be 'analytic' or 'paired'"),
+    "SE eps < 0": (lambda out: SEConfig(input_dim=SHAPE, latent_dim=4, se_eps=-0.1), ValueError,
+                   r"se_eps must be >= 0.*got -0.1"),
+    "SE steps = 0": (lambda out: SEConfig(input_dim=SHAPE, latent_dim=4, se_steps=0), ValueError,
+                     r"se_steps must be an int >= 1.*got 0"),
+    "checkpoint_every = 0": (lambda out: ResumableTrainerConfig(output_dir=str(out), checkpoint_every=0),
+                             ValueError, r"checkpoint_every must be an int >= 1.*got 0"),
+    "data-free steps": (lambda out: DataFreeTrainerConfig(num_steps=10, steps_per_epoch=3), ValueError,
+                        r"num_steps \(10\) must be a multiple of steps_per_epoch \(3\)"),
+    "iterations = 0": (lambda out: train_for_iterations(model(), torch.rand(4, *SHAPE), iterations=0,
+                                                        output_dir=str(out)), ValueError, r"iterations must be >= 1, got 0"),
+    # data
+    "wrong image shape": (forward(torch.rand(2, 28, 28)), ValueError,
+                          r"inputs\['data'\] must have shape \(batch, 3, 28, 28\).*got \(2, 28, 28\)"),
+    "integer pixels": (forward(torch.randint(0, 255, (2, *SHAPE), dtype=torch.uint8)), ValueError,
+                       r"inputs\['data'\] must be a floating-point tensor of pixels in \[0, 1\], got dtype torch.uint8"),
+    "NaN pixels": (forward(torch.full((2, *SHAPE), float("nan"))), ValueError,
+                   r"inputs\['data'\] must be finite pixels in \[0, 1\]"),
+    "Inf pixels": (forward(torch.full((2, *SHAPE), float("inf"))), ValueError,
+                   r"inputs\['data'\] must be finite pixels in \[0, 1\]"),
+    "pixels above 1": (forward(torch.rand(2, *SHAPE) + 1), ValueError,
+                       r"inputs\['data'\] must hold pixels in \[0, 1\], got values in"),
+    "empty training set": (lambda out: train_for_iterations(model(), torch.rand(0, *SHAPE), iterations=2,
+                                                            output_dir=str(out), device="cpu"),
+                           ValueError, r"train_data must hold at least 1 image, got 0"),
+    "empty pipeline data": (lambda out: TrainingPipeline(model(), ResumableTrainerConfig(output_dir=str(out), no_cuda=True))(
+        torch.rand(0, *SHAPE)), ValueError, r"train_data must hold at least 1 image, got 0"),
+    "empty probe data": (lambda out: LinearProbe(model()).fit(X[:0], Y[:0]), ValueError,
+                         r"X must hold at least 1 image, got 0"),
+    "labels of the wrong length (probe)": (lambda out: LinearProbe(model()).fit(X, Y[:5]), ValueError,
+                                           r"y must be a 1-d array of 12 labels.*got shape \(5,\)"),
+    "labels of the wrong length (eval)": (evaluate(test=(X, {"d": Y[:3]})), ValueError,
+                                          r"test_data\[1\]\['d'\] has 3 labels for 12 images"),
+    "empty test set": (evaluate(test=(X[:0], {"d": Y[:0]})), ValueError,
+                       r"test_data\[0\] must hold at least 1 image, got 0"),
+    "NaN test images": (evaluate(test=(np.full_like(X, np.nan), {"d": Y})), ValueError,
+                        r"test_data\[0\] must be finite pixels in \[0, 1\]"),
+    # evaluation
+    "eps < 0 (evaluate)": (evaluate(eps=(-0.1,)), ValueError, r"eps must be a finite number >= 0.*got -0.1"),
+    "eps < 0 (pgd)": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE), torch.zeros(2, dtype=torch.long), eps=-0.1),
+                      ValueError, r"eps must be a finite number >= 0.*got -0.1"),
+    "pgd steps = 0": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE), torch.zeros(2, dtype=torch.long),
+                                           eps=0.1, steps=0), ValueError, r"steps and restarts must be >= 1, got steps=0"),
+    "unknown attack": (evaluate(attacks=("fgsm",)), ValueError,
+                       r"attacks must be a non-empty subset of \('pgd', 'autoattack'\), got \('fgsm',\)"),
+    "task with one class": (evaluate(train=(X, {"d": np.zeros(12)})), ValueError,
+                            r"y must contain at least 2 classes, got only \[0.0\]"),
+    "task without labels": (evaluate(tasks=["colour"]), ValueError, r"tasks \['colour'\] lack labels"),
+    "probe used before fit": (lambda out: LinearProbe(model()).predict(X), Exception,
+                              r"LinearProbe instance is not fitted yet. Call 'fit'"),
+    # files
+    "missing model.pt": (lambda out: saved_model(out, os.remove), FileNotFoundError, r"missing weights file .*model.pt"),
+    "corrupt model.pt": (lambda out: saved_model(out, overwrite), ValueError, r"weights file .*model.pt.* cannot be read"),
+    "corrupt checkpoint": (lambda out: trained_checkpoint(out, overwrite), ValueError,
+                           r"checkpoint file .*trainer_state.pt' cannot be read.*resume=False"),
+    "missing resume_from": (lambda out: ResumableTrainerConfig(resume_from=str(out.parent / "nowhere")),
+                            FileNotFoundError, r"resume_from=.*nowhere.* must be a checkpoint folder holding trainer_state.pt"),
+    "CelebA folder without files": (lambda out: CelebA(str(out.parent / "celeba_root")), FileNotFoundError,
+                                    r"list_attr_celeba.txt"),
+    "MNIST root without files": (lambda out: ColorMNIST("train", source="torchvision", root=str(out.parent / "mnist")),
+                                 FileNotFoundError, r"MNIST not found under .*mnist.*train-images-idx3-ubyte"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_named_with_the_expected_value_and_writes_nothing(tmp_path, case):
+    make, error, pattern = CASES[case]
+    out = tmp_path / "out"
+    with pytest.raises(error, match=pattern):
+        make(out)
+    assert not out.exists(), f"{case}: left {sorted(os.listdir(out))} behind"

@@ -22,6 +22,9 @@ VARIANTS = {
     "AVAE rho=0.99": ("AVAE", {"aux_noise": False, "rho": 0.99}),
     # auxiliary image and estimator
     "AVAE noisy x~": ("AVAE", {"aux_noise": True}),
+    # the noisy delusion with a weaker coupling (benchmarks/fig5.py found rho = 0.9 best)
+    "AVAE noisy x~ rho=0.9": ("AVAE", {"aux_noise": True, "rho": 0.9}),
+    "AVAE noisy x~ rho=0.8": ("AVAE", {"aux_noise": True, "rho": 0.8}),
     "AVAE paired": ("AVAE", {"aux_noise": False, "coupling_estimator": "paired"}),
     "AVAE entropic-OT": ("AVAE", {"aux_noise": False, "coupling": "entropic_ot"}),
     "AVAE official sampling": ("AVAE", {"aux_noise": False, "reproduce_official_sampling": True}),

@@ -173,8 +173,10 @@ class ColorMNIST(Dataset):
 class RecolorCallback(TrainingCallback):
     """Pythae callback: re-draws the training colours at the start of every epoch.
 
-    ``epoch_offset`` is added to Pythae's epoch number, so a training resumed in chunks keeps
-    drawing new colours.
+    The colours depend only on the epoch number, so a resumed run redraws those of the
+    uninterrupted one (:class:`~pythae_avae.trainers.ResumableTrainer` numbers epochs from the
+    start of training). ``epoch_offset`` is added to the epoch number, for trainers that restart
+    their count.
     """
 
     def __init__(self, epoch_offset: int = 0):

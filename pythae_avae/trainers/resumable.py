@@ -255,9 +255,10 @@ class ResumableTrainer(BaseTrainer):
         return state
 
     def _set_output_dir(self):
-        if getattr(self, "_resumed_training_dir", None):
+        if getattr(self, "_resumed_training_dir", None):  # the interrupted run's folder
             self.training_dir = self._resumed_training_dir
-            os.makedirs(self.training_dir, exist_ok=True) if self.is_main_process else None
+            if self.is_main_process:
+                os.makedirs(self.training_dir, exist_ok=True)
         else:
             super()._set_output_dir()
 
@@ -270,7 +271,11 @@ class ResumableTrainer(BaseTrainer):
         return t.tolist()
 
     def train(self, log_output_dir: str = None):
-        """Trains for ``num_epochs`` epochs, continuing from a checkpoint when there is one."""
+        """Trains for ``num_epochs`` epochs, continuing from a checkpoint when there is one.
+
+        Args:
+            log_output_dir: unused (Pythae's signature); progress goes to Pythae's logger.
+        """
         cfg = self.training_config
         torch.manual_seed(cfg.seed)
         self.set_optimizer()

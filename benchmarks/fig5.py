@@ -63,7 +63,7 @@ def staged_run(args, name, data, run_name, config):
     for stage in args.stages:
         path = os.path.join(out, f"stage_{stage}.json")
         if not os.path.isfile(path):
-            model = build_model(name, args.arch, 64, **config)
+            model = build_model(name, args.arch, 64, seed=args.seed, **config)
             model = train_for_iterations(model, data["train"], data["test"], iterations=stage,
                                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                          output_dir=out, device=args.device, callbacks=[RecolorCallback()])

@@ -100,7 +100,7 @@ def train_row(args, row, seed, data, trained):
         vae = trained.get(("VAE", seed)) or load_or_train(args, "VAE", seed, data, trained)
         model = post_train_avae_ss(vae, config, output_dir=out, **common)
     else:
-        model = build_model(name, arch, args.latent_dim, **config)
+        model = build_model(name, arch, args.latent_dim, seed=seed, **config)
         model = train_for_iterations(model, data["train"], data["test"], output_dir=out,
                                      chunk_iterations=args.chunk_iterations,
                                      callbacks=[RecolorCallback()], **common)

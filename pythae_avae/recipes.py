@@ -33,13 +33,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, **config):
+def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
+                seed: Optional[int] = None, **config):
     """A fresh model of the given name on the named architecture.
 
     Args:
         name: one of :data:`MODEL_NAMES` (``"VAE"`` is :class:`GaussianVAE`).
         arch: a key of :data:`pythae_avae.nets.ARCHITECTURES`.
         latent_dim: latent dimension ``d``.
+        seed: seeds the initial weights, so that a run's start does not depend on what the
+            process did before (None: the current global generator).
         **config: further config fields (e.g. ``rho=0.9``, ``obs_var=0.5``); unknown ones raise.
     """
     if name not in MODEL_NAMES or MODEL_NAMES[name] not in MODEL_REGISTRY:
@@ -51,6 +54,8 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, 
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     model_cls, config_cls = MODEL_REGISTRY[MODEL_NAMES[name]]
+    if seed is not None:
+        torch.manual_seed(seed)
     encoder, decoder = build_nets(arch, latent_dim)
     model_config = config_cls(input_dim=ARCHITECTURES[arch][2], latent_dim=latent_dim, **config)
     return model_cls(model_config, encoder=encoder, decoder=decoder)
@@ -186,7 +191,7 @@ def train_by_name(
         training.pop("chunk_iterations", None)
         model = post_train_avae_ss(trained["VAE"], config, output_dir=out, **training)
     else:
-        model = build_model(name, arch, latent_dim, **config)
+        model = build_model(name, arch, latent_dim, seed=training.get("seed", 0), **config)
         model = train_for_iterations(model, train_data, eval_data, output_dir=out, callbacks=callbacks, **training)
     trained[name] = model
     return model

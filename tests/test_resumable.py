@@ -210,3 +210,9 @@ def test_corrupt_checkpoint_is_named_and_nothing_is_overwritten(tmp_path, broken
         run(tmp_path, iterations=4)
     assert (tmp_path / "pythae" / "checkpoint" / broken).read_bytes() == b"not a checkpoint"
     assert latest_checkpoint(str(tmp_path / "pythae")) == checkpoint
+
+
+def test_build_model_seed_fixes_the_initial_weights():
+    first = build_model("AVAE", "colormnist-mlp", latent_dim=4, seed=3)
+    torch.rand(10)  # whatever ran before must not matter
+    assert_same_weights(build_model("AVAE", "colormnist-mlp", latent_dim=4, seed=3).state_dict(), first.state_dict())

@@ -1,5 +1,6 @@
 """Loading a model folder never runs code from it unless the user opts in."""
 
+import json
 import os
 import pickle
 
@@ -11,7 +12,7 @@ import pythae_avae  # noqa: F401  (hooks AutoModel)
 from pythae_avae import AVAE, AVAE_SS, AVAEConfig
 from pythae_avae.models.serialization import ALLOW_PICKLE_ENV, PickleRefusedError
 from pythae_avae.nets import ARCHITECTURES, ColorMNISTConvDecoder, ColorMNISTConvEncoder
-from pythae_avae.nets.rebuild import build_from_spec
+from pythae_avae.nets.rebuild import build_from_spec, nets_from_file
 from pythae_avae.recipes import build_model
 
 
@@ -102,6 +103,10 @@ def test_opting_in_really_unpickles(pickled_folder, monkeypatch):
         AVAE.load_from_folder(str(folder), allow_pickle=True)
     assert marker.exists()
     marker.unlink()
+    with pytest.raises(Exception):
+        AutoModel.load_from_folder(str(folder), allow_pickle=True)
+    assert marker.exists()
+    marker.unlink()
     monkeypatch.setenv(ALLOW_PICKLE_ENV, "1")
     with pytest.raises(Exception):
         AutoModel.load_from_folder(str(folder))
@@ -125,3 +130,48 @@ def test_spec_names_only_this_packages_classes():
         build_from_spec({"class": "os.system", "kwargs": {}})
     with pytest.raises(ValueError, match="a net spec must be"):
         build_from_spec({"class": "ColorMNISTConvEncoder"})
+
+
+@pytest.mark.parametrize("text", ["{oops", "{}", "[]", '{"name": 3}'])
+def test_a_damaged_model_config_is_named(tmp_path, text):
+    build_model("VAE", "colormnist-mlp", latent_dim=4).save(str(tmp_path))
+    (tmp_path / "model_config.json").write_text(text)
+    for load in (AVAE.load_from_folder, AutoModel.load_from_folder):
+        with pytest.raises(ValueError, match=r"config file .*model_config.json"):
+            load(str(tmp_path))
+
+
+SPEC = {"class": "ColorMNISTMLPEncoder", "kwargs": {"latent_dim": 4, "hidden": 8, "depth": 2}}
+DEC = {"class": "ColorMNISTMLPDecoder", "kwargs": {"latent_dim": 4, "hidden": 8, "depth": 2}}
+
+
+@pytest.mark.parametrize("specs", [
+    "{not json", [], {"encoder": SPEC}, {"encoder": {"class": "os.system", "kwargs": {}}, "decoder": DEC},
+    {"encoder": {**SPEC, "kwargs": {"evil": 1}}, "decoder": DEC}, {"encoder": {**SPEC, "kwargs": [4]}, "decoder": DEC},
+    {"encoder": {**SPEC, "kwargs": {"latent_dim": "4"}}, "decoder": DEC}, {"encoder": DEC, "decoder": SPEC},
+], ids=["not-json", "list", "no-decoder", "foreign-class", "unknown-argument", "kwargs-list", "bad-value", "swapped"])
+def test_a_damaged_architecture_file_is_named(tmp_path, specs):
+    path = tmp_path / "architecture.json"
+    path.write_text(specs if isinstance(specs, str) else json.dumps(specs))
+    with pytest.raises(ValueError, match=r"architecture file .*architecture.json"):
+        nets_from_file(str(path))
+
+
+def test_architecture_file_rebuilds_both_parts(tmp_path):
+    path = tmp_path / "architecture.json"
+    path.write_text(json.dumps({"encoder": SPEC, "decoder": DEC}))
+    nets = nets_from_file(str(path))
+    assert nets["encoder"].net_spec == SPEC and nets["decoder"].net_spec == DEC
+
+
+def test_a_damaged_folder_names_its_files(tmp_path):
+    build_model("AVAE", "colormnist-mlp", latent_dim=4).save(str(tmp_path))
+    arch = json.loads((tmp_path / "architecture.json").read_text())
+    (tmp_path / "architecture.json").write_text(json.dumps({**arch, "encoder": {**arch["encoder"], "class": "os.system"}}))
+    for load in (AVAE.load_from_folder, AutoModel.load_from_folder):
+        with pytest.raises(ValueError, match=r"architecture file .*architecture.json"):
+            load(str(tmp_path))
+    arch["encoder"]["kwargs"]["latent_dim"] = 5  # valid nets, but not the saved weights' shapes
+    (tmp_path / "architecture.json").write_text(json.dumps(arch))
+    with pytest.raises(RuntimeError, match=r"weights file .*model.pt.* does not fit"):
+        AVAE.load_from_folder(str(tmp_path))

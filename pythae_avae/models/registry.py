@@ -48,6 +48,21 @@ def register_model(config_cls: Type):
     return decorator
 
 
+def _config_name(json_path: str) -> str:
+    """The ``name`` field of a config file; a damaged file is named in the error."""
+    try:
+        with open(json_path) as f:
+            name = json.load(f)["name"]
+    except (ValueError, KeyError, TypeError) as err:  # bad JSON, no "name", not an object
+        raise ValueError(
+            f"config file {json_path!r} is not a model config written by model.save() "
+            f"(needs a JSON object with a 'name'): {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(name, str):
+        raise ValueError(f"config file {json_path!r}: 'name' must be a string, got {name!r}")
+    return name
+
+
 def read_config_name(dir_path: str) -> str:
     path = os.path.join(dir_path, "model_config.json")
     if not os.path.isfile(path):
@@ -55,14 +70,12 @@ def read_config_name(dir_path: str) -> str:
             f"Missing model config file ('model_config.json') in {dir_path}: "
             "expected a folder written by model.save()"
         )
-    with open(path) as f:
-        return json.load(f)["name"]
+    return _config_name(path)
 
 
 def config_from_json_file(json_path: str):
     """Loads any config: ours through the registry, Pythae's through its ``AutoConfig``."""
-    with open(json_path) as f:
-        name = json.load(f)["name"]
+    name = _config_name(json_path)
     if name in MODEL_REGISTRY:
         return MODEL_REGISTRY[name].config_cls.from_json_file(json_path)
     return AutoConfig.from_json_file(json_path)
@@ -95,6 +108,19 @@ class PluginLoadMixin:
 
 
 def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
+    """``AutoModel.load_from_folder`` once :func:`register_with_pythae` has run.
+
+    Args:
+        dir_path: a folder written by ``model.save()``.
+        allow_pickle: for this package's models, load a folder holding ``*.pkl`` files (a
+            user's own nets). Unpickling executes code from the folder: opt in only for folders
+            you trust. ``PYTHAE_AVAE_ALLOW_PICKLE=1`` does the same for code that cannot pass
+            the keyword. Pythae's own models are loaded Pythae's way, unchanged (Pythae
+            unpickles their custom nets without asking); ``allow_pickle`` does not apply.
+
+    Returns:
+        The model, built by its registered class (ours) or by Pythae (Pythae's).
+    """
     name = read_config_name(dir_path)
     if name in MODEL_REGISTRY:
         return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path, allow_pickle=allow_pickle)
@@ -102,8 +128,7 @@ def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False)
 
 
 def _auto_config_from_json_file(cls, json_path: str):
-    with open(json_path) as f:
-        name = json.load(f)["name"]
+    name = _config_name(json_path)
     if name in MODEL_REGISTRY:
         return MODEL_REGISTRY[name].config_cls.from_json_file(json_path)
     return _ORIGINALS["AutoConfig.from_json_file"].__func__(cls, json_path)

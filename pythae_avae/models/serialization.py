@@ -22,7 +22,7 @@ from copy import deepcopy
 import torch
 from pythae.models.base.base_config import EnvironmentConfig
 
-from ..nets.rebuild import build_from_spec
+from ..nets.rebuild import nets_from_file
 
 ARCHITECTURE_FILE = "architecture.json"
 ALLOW_PICKLE_ENV = "PYTHAE_AVAE_ALLOW_PICKLE"
@@ -84,16 +84,20 @@ def load_model(cls, dir_path: str, allow_pickle: bool = False):
     weights = read_weights(dir_path)
     arch_path = os.path.join(dir_path, ARCHITECTURE_FILE)
     if os.path.isfile(arch_path):
-        with open(arch_path) as f:
-            specs = json.load(f)
-        nets = {part: build_from_spec(specs[part]) for part in PARTS}
+        nets = nets_from_file(arch_path, PARTS)
     else:
         nets = {
             "encoder": None if model_config.uses_default_encoder else cls._load_custom_encoder_from_folder(dir_path),
             "decoder": None if model_config.uses_default_decoder else cls._load_custom_decoder_from_folder(dir_path),
         }
     model = cls(model_config, **nets)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # torch's message lists tensors, not which files disagree
+        raise RuntimeError(
+            f"weights file {os.path.join(dir_path, 'model.pt')!r} does not fit the model that "
+            f"model_config.json and {ARCHITECTURE_FILE} describe: {err}"
+        ) from err
     return model
 
 

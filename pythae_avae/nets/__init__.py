@@ -28,7 +28,12 @@ ARCHITECTURES = {
 
 
 def build_nets(name: str, latent_dim: int):
-    """Returns ``(encoder, decoder)`` instances of the named architecture."""
+    """Returns ``(encoder, decoder)`` instances of the named architecture.
+
+    Both carry ``net_spec`` (class + arguments, see :mod:`pythae_avae.nets.rebuild`), so a
+    model built on them saves ``architecture.json`` instead of pickles and reloads without
+    running code from its folder.
+    """
     if name not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {name!r}")
     enc_cls, dec_cls, _ = ARCHITECTURES[name]

@@ -12,6 +12,8 @@ import inspect
 import json
 from typing import Dict, Optional
 
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
 from ._layers import latent_dim_of
 
 #: class name -> class, for the nets defined in this package only
@@ -33,7 +35,8 @@ class Rebuildable:
         init = cls.__dict__.get("__init__")
         # skip classes from elsewhere, and copies rebuilt by cloudpickle (Pythae pickles nets
         # "by value"): their __init__ already records, for the original class
-        if not cls.__module__.startswith(__name__.rsplit(".", 1)[0]) or init is None \
+        package = __name__.rsplit(".", 1)[0]
+        if not (cls.__module__ + ".").startswith(package + ".") or init is None \
                 or getattr(init, "records_net_spec", False) or cls.__name__ in NET_CLASSES:
             return
         NET_CLASSES[cls.__name__] = cls
@@ -68,3 +71,33 @@ def build_from_spec(spec: dict):
     if spec["class"] not in NET_CLASSES:
         raise ValueError(f"net class must be one of {sorted(NET_CLASSES)}, got {spec['class']!r}")
     return NET_CLASSES[spec["class"]](**spec["kwargs"])
+
+
+#: the Pythae base each part of a model must derive from
+_PART_BASES = {"encoder": BaseEncoder, "decoder": BaseDecoder}
+
+
+def nets_from_file(path: str, parts=("encoder", "decoder")) -> dict:
+    """Rebuilds the nets an ``architecture.json`` describes (``{part: spec}``).
+
+    Args:
+        path: the ``architecture.json`` written by a model's ``save``.
+        parts: the keys to rebuild, ``"encoder"`` and/or ``"decoder"``.
+
+    Returns:
+        ``{part: net}``, fresh nets of this package's classes (weights are loaded afterwards).
+
+    Raises:
+        ValueError: naming ``path``, when the file is not JSON, lacks a part, names a class
+            outside this package, gives arguments the class refuses, or swaps the roles.
+    """
+    try:
+        with open(path) as f:
+            specs = json.load(f)
+        nets = {part: build_from_spec(specs[part]) for part in parts}
+    except (ValueError, KeyError, TypeError) as err:  # a hand-edited or damaged file
+        raise ValueError(f"architecture file {path!r} cannot be rebuilt: {type(err).__name__}: {err}") from err
+    for part, net in nets.items():
+        if not isinstance(net, _PART_BASES[part]):  # Pythae's own error would not name the file
+            raise ValueError(f"architecture file {path!r}: the {part} is a {type(net).__name__}")
+    return nets

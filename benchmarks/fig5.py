@@ -56,11 +56,12 @@ def evaluate(args, model, data, label, out):
     return [dict(r) for r in table.rows]
 
 
-def staged_run(args, name, data, run_name, config):
-    """Trains ``name`` through ``args.stages``; returns the evaluation rows of every stage."""
+def staged_run(args, name, data, run_name, config, stages=None):
+    """Trains ``name`` through ``stages`` (default ``args.stages``); returns the evaluation
+    rows of every stage."""
     out = os.path.join(args.output_dir, "runs", run_name)
     rows = []
-    for stage in args.stages:
+    for stage in stages or args.stages:
         path = os.path.join(out, f"stage_{stage}.json")
         if not os.path.isfile(path):
             model = build_model(name, args.arch, 64, seed=args.seed, **config)
@@ -105,8 +106,7 @@ def main(argv=None):
     by_rho = [{**r, "rho": args.rho} for r in by_iteration if r["run"] == "AVAE" and r["iterations"] == last]
     for rho in args.rhos:
         by_rho += [{**r, "rho": rho, "run": "AVAE"}
-                   for r in staged_run(argparse.Namespace(**{**vars(args), "stages": [last]}), "AVAE", data,
-                                       f"AVAE rho={rho:g}", {"rho": rho})]
+                   for r in staged_run(args, "AVAE", data, f"AVAE rho={rho:g}", {"rho": rho}, stages=[last])]
 
     figures = []
     for task in TASKS:

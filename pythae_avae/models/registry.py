@@ -19,7 +19,7 @@ from typing import Dict, NamedTuple, Type
 from pythae.models import AutoModel
 from pythae.models.auto_model import AutoConfig
 
-from .serialization import load_model, read_weights, save_model
+from .serialization import load_model, net_specs, read_weights, save_model
 
 
 class RegisteredModel(NamedTuple):
@@ -97,7 +97,10 @@ class PluginLoadMixin:
     def save(self, dir_path: str):
         """Pythae's folder layout (``model_config.json``, ``model.pt``, ``environment.json``);
         this package's nets go to ``architecture.json`` (name + arguments), not to pickles."""
-        save_model(self, dir_path)
+        if all(net_specs(self).values()):
+            save_model(self, dir_path)
+        else:  # a user's own net: only a pickle can hold it (Pythae's way)
+            super().save(dir_path)
 
     @classmethod
     def load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
@@ -107,8 +110,9 @@ class PluginLoadMixin:
         return load_model(cls, dir_path, allow_pickle)
 
 
-def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
-    """``AutoModel.load_from_folder`` once :func:`register_with_pythae` has run.
+def load_any_model(dir_path: str, allow_pickle: bool = False):
+    """Loads a saved model folder: this package's models through the registry, Pythae's own
+    through Pythae's ``AutoModel`` (hooked or not).
 
     Args:
         dir_path: a folder written by ``model.save()``.
@@ -117,14 +121,18 @@ def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False)
             you trust. ``PYTHAE_AVAE_ALLOW_PICKLE=1`` does the same for code that cannot pass
             the keyword. Pythae's own models are loaded Pythae's way, unchanged (Pythae
             unpickles their custom nets without asking); ``allow_pickle`` does not apply.
-
-    Returns:
-        The model, built by its registered class (ours) or by Pythae (Pythae's).
     """
     name = read_config_name(dir_path)
     if name in MODEL_REGISTRY:
         return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path, allow_pickle=allow_pickle)
-    return _ORIGINALS["AutoModel.load_from_folder"].__func__(cls, dir_path)  # Pythae's models: Pythae's way
+    original = _ORIGINALS.get("AutoModel.load_from_folder", AutoModel.__dict__["load_from_folder"])
+    return original.__func__(AutoModel, dir_path)
+
+
+def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
+    """``AutoModel.load_from_folder`` once :func:`register_with_pythae` has run: see
+    :func:`load_any_model`."""
+    return load_any_model(dir_path, allow_pickle)
 
 
 def _auto_config_from_json_file(cls, json_path: str):

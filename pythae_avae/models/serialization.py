@@ -48,6 +48,12 @@ def check_no_pickles(dir_path: str, allow_pickle: bool = False) -> None:
         )
 
 
+def short_reason(err: Exception) -> str:
+    """``Type: first line`` of an error (torch's load errors run to many lines of advice)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
 def read_weights(dir_path: str) -> dict:
     """The ``model_state_dict`` of ``<dir_path>/model.pt``, read with ``weights_only=True``."""
     path = os.path.join(dir_path, "model.pt")
@@ -57,17 +63,19 @@ def read_weights(dir_path: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]
     except Exception as err:
         raise ValueError(
-            f"weights file {path!r} cannot be read as a model.save() state "
-            f"({type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''})"
+            f"weights file {path!r} cannot be read as a model.save() state ({short_reason(err)})"
         ) from err
 
 
+def net_specs(model) -> dict:
+    """``{part: spec}`` of the model's nets; a user's own net has spec None."""
+    return {part: getattr(getattr(model, part), "net_spec", None) for part in PARTS}
+
+
 def save_model(model, dir_path: str) -> None:
-    """Pythae's folder layout; our nets as ``architecture.json`` instead of pickles."""
-    specs = {part: getattr(getattr(model, part), "net_spec", None) for part in PARTS}
-    if not all(specs.values()):  # a user's own net: only a pickle can hold it (Pythae's way)
-        type(model).__mro__[_pythae_index(model)].save(model, dir_path)
-        return
+    """Pythae's folder layout with our nets as ``architecture.json`` instead of pickles (every
+    part must have a spec: see :func:`net_specs`)."""
+    specs = net_specs(model)
     os.makedirs(dir_path, exist_ok=True)
     EnvironmentConfig(python_version=f"{sys.version_info[0]}.{sys.version_info[1]}").save_json(
         dir_path, "environment")
@@ -99,12 +107,4 @@ def load_model(cls, dir_path: str, allow_pickle: bool = False):
             f"model_config.json and {ARCHITECTURE_FILE} describe: {err}"
         ) from err
     return model
-
-
-def _pythae_index(model) -> int:
-    """Index in the MRO of the first Pythae class (whose ``save`` pickles custom nets)."""
-    for i, klass in enumerate(type(model).__mro__):
-        if klass.__module__.startswith("pythae."):
-            return i
-    raise TypeError(f"{type(model).__name__} is not a Pythae model")
 

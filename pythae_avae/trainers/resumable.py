@@ -42,6 +42,7 @@ from pythae.trainers.training_callbacks import TrainingCallback
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from ..models.serialization import short_reason
 from .registry import register_trainer
 
 CHECKPOINT = "checkpoint"
@@ -106,9 +107,8 @@ def _read_checkpoint_file(folder: str, name: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file: name it and the way out
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise ValueError(
-            f"checkpoint file {path!r} cannot be read ({type(err).__name__}: {reason}); expected a "
+            f"checkpoint file {path!r} cannot be read ({short_reason(err)}); expected a "
             f"{name} written by ResumableTrainer. Delete {folder!r}, or pass resume=False to start over"
         ) from err
 
@@ -339,8 +339,8 @@ class ResumableTrainer(BaseTrainer):
         inputs = self._set_inputs_to_device(inputs)
         with self.amp_context:
             output = self.model(inputs, epoch=epoch, dataset_size=len(self.train_dataset), uses_ddp=self.distributed)
-        loss = output.loss
-        local_bad = 0.0 if torch.isfinite(loss).item() else 1.0
+        value = output.loss.item()  # the step's one device sync, as in Pythae's loop
+        local_bad = 0.0 if math.isfinite(value) else 1.0
         stop_flag, bad = self._all_reduce([1.0 if stop.signum is not None else 0.0, local_bad],
                                           dist.ReduceOp.MAX if self.distributed else None)
         if stop_flag and stop.signum is None:
@@ -350,11 +350,11 @@ class ResumableTrainer(BaseTrainer):
                      f"(step {self.last_checkpoint_step})" if self.last_checkpoint_step is not None
                      else "no checkpoint was written yet")
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {global_step} (epoch {epoch}); the weights were "
+                f"training loss is {value} at step {global_step} (epoch {epoch}); the weights were "
                 f"not updated with it; {where}. Lower learning_rate or check the data."
             )
         self._optimizers_step(output)
-        return loss.item()
+        return value
 
     def _end_epoch(self, epoch, train_loss, best) -> dict:
         cfg = self.training_config

@@ -5,13 +5,13 @@ from typing import Union
 
 import torch
 from pythae.data.datasets import DatasetOutput
-from pythae.models import VAE, AutoModel
+from pythae.models import VAE
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder
 
 from ..avae.avae_model import AVAE
 from ..base import AVAEFamilyConfig
-from ..registry import MODEL_REGISTRY, read_config_name, register_model
+from ..registry import load_any_model, register_model
 from ..serialization import check_no_pickles
 from .avae_ss_config import AVAE_SS_Config
 
@@ -92,9 +92,7 @@ class AVAE_SS(AVAE):
         if isinstance(pretrained, (str, os.PathLike)):
             path = os.fspath(pretrained)
             check_no_pickles(path, allow_pickle)  # Pythae's own loader would unpickle silently
-            name = read_config_name(path)
-            pretrained = (MODEL_REGISTRY[name].model_cls.load_from_folder(path, allow_pickle=allow_pickle)
-                          if name in MODEL_REGISTRY else AutoModel.load_from_folder(path))
+            pretrained = load_any_model(path, allow_pickle)
         if not isinstance(pretrained, VAE):
             raise TypeError(
                 "AVAE_SS.from_pretrained needs a trained Pythae VAE-family model (a "

@@ -67,7 +67,8 @@ def staged_run(args, name, data, run_name, config, stages=None):
             model = build_model(name, args.arch, 64, seed=args.seed, **config)
             model = train_for_iterations(model, data["train"], data["test"], iterations=stage,
                                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                                         output_dir=out, device=args.device, callbacks=[RecolorCallback()])
+                                         output_dir=out, device=args.device, callbacks=[RecolorCallback()],
+                                         progress=not args.no_progress)
             result = evaluate(args, model, data, run_name, os.path.join(out, f"eval_{stage}"))
             with open(path, "w") as f:
                 json.dump(result, f, indent=2)

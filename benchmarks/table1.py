@@ -93,8 +93,8 @@ def train_row(args, row, seed, data, trained):
     config = {"obs_var": args.obs_var, **fields}  # a row may set its own obs_var
     iterations = config.pop("iterations", args.iterations)
     arch = config.pop("arch", args.arch)
-    common = dict(iterations=iterations, batch_size=args.batch_size,
-                  learning_rate=args.lr, seed=seed, device=args.device)
+    common = dict(iterations=iterations, batch_size=args.batch_size, learning_rate=args.lr,
+                  seed=seed, device=args.device, progress=not args.no_progress)
     start = time.perf_counter()
     if name == "AVAE-SS":
         vae = trained.get(("VAE", seed)) or load_or_train(args, "VAE", seed, data, trained)

@@ -139,7 +139,7 @@ def train_one(name, args, train, valid, trained):
     return train_by_name(
         name, train, valid, trained, ARCH, args.latent_dim, model_config(name, args), args.output_dir,
         iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
-        seed=args.seed, device=args.device,
+        seed=args.seed, device=args.device, progress=not args.no_progress,
     )
 
 

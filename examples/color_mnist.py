@@ -104,7 +104,8 @@ def main(argv=None):
             config["rho"] = args.rho
         train_by_name(name, train, test, trained, args.arch, args.latent_dim, config, args.output_dir,
                       callbacks=[RecolorCallback()], iterations=args.iterations, batch_size=args.batch_size,
-                      learning_rate=args.lr, seed=args.seed, device=args.device)
+                      learning_rate=args.lr, seed=args.seed, device=args.device,
+                      progress=not args.no_progress)
         timings[name] = time.perf_counter() - start
         stats = autoencoding_consistency(trained[name], n_samples=500, seed=args.seed)
         consistency[name] = stats

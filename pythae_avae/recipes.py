@@ -73,6 +73,7 @@ def train_for_iterations(
     device: Optional[str] = None,
     callbacks=None,
     chunk_iterations: Optional[int] = None,
+    progress: bool = True,
 ):
     """Trains ``model`` through the pipeline for about ``iterations`` optimiser steps.
 
@@ -104,6 +105,7 @@ def train_for_iterations(
         seed=seed,
         no_cuda=device == "cpu",
         checkpoint_every=chunk_iterations or 500,
+        progress_bar=progress,
     )
     pipeline = TrainingPipeline(model, config)
     pipeline(train_data, eval_data, callbacks=list(callbacks or []))
@@ -120,6 +122,7 @@ def post_train_avae_ss(
     output_dir: str = "outputs",
     device: Optional[str] = None,
     steps_per_epoch: int = 100,
+    progress: bool = True,
 ):
     """AVAE-SS: post-trains a copy of ``pretrained``'s encoder for about ``iterations`` data-free
     steps (rounded up to whole epochs of ``steps_per_epoch``); the decoder stays frozen.
@@ -149,6 +152,7 @@ def post_train_avae_ss(
         seed=seed,
         no_cuda=device == "cpu",
         checkpoint_every=steps_per_epoch,
+        progress_bar=progress,
     )
     pipeline = TrainingPipeline(model, training_config)
     pipeline()

@@ -216,3 +216,12 @@ def test_build_model_seed_fixes_the_initial_weights():
     first = build_model("AVAE", "colormnist-mlp", latent_dim=4, seed=3)
     torch.rand(10)  # whatever ran before must not matter
     assert_same_weights(build_model("AVAE", "colormnist-mlp", latent_dim=4, seed=3).state_dict(), first.state_dict())
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bar_option(tmp_path, capfd, progress):
+    # logs written to files (benchmarks' --no-progress) must not fill with tqdm bars
+    train_for_iterations(fresh(), DATA, iterations=2, batch_size=16, output_dir=str(tmp_path),
+                         device="cpu", progress=progress)
+    err = capfd.readouterr().err
+    assert ("Training of epoch" in err) is progress

@@ -38,7 +38,7 @@ from pydantic.dataclasses import dataclass
 from pythae.data.datasets import collate_dataset_output
 from pythae.trainers import BaseTrainer, BaseTrainerConfig
 from pythae.trainers.base_trainer.base_trainer import logger
-from pythae.trainers.training_callbacks import TrainingCallback
+from pythae.trainers.training_callbacks import ProgressBarCallback, TrainingCallback
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -65,12 +65,15 @@ class ResumableTrainerConfig(BaseTrainerConfig):
             another run). Default: None.
         dist_backend: Pythae's field; ``"auto"`` (default) means NCCL when training on CUDA,
             gloo otherwise.
+        progress_bar (bool): Pythae's per-epoch tqdm bars (Pythae always adds them; off for
+            logs written to files). Default: True.
     """
 
     checkpoint_every: int = 200
     resume: bool = True
     resume_from: Optional[str] = None
     dist_backend: str = "auto"
+    progress_bar: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -288,6 +291,9 @@ class ResumableTrainer(BaseTrainer):
             logger.info(f"Resuming from {resume} at step {state['global_step']} (epoch {state['epoch']})")
         self._set_output_dir()
         self._setup_callbacks()
+        if not cfg.progress_bar:
+            self.callback_handler.callbacks = [c for c in self.callback_handler.callbacks
+                                               if not isinstance(c, ProgressBarCallback)]
         self.callback_handler.on_train_begin(training_config=cfg, model_config=self.model_config)
         steps = self.steps_per_epoch()
         epoch, start = (state["epoch"], state["step_in_epoch"]) if state else (1, 0)

@@ -33,12 +33,16 @@ VARIANTS = {
     "AVAE v=2": ("AVAE", {"aux_noise": False, "obs_var": 2.0}),
     "VAE v=0.1": ("VAE", {"obs_var": 0.1}),
     "AVAE v=0.1": ("AVAE", {"aux_noise": False, "obs_var": 0.1}),
+    # the noisy delusion's noise is sqrt(v): its obs_var changes both the fit and x~
+    "AVAE noisy x~ v=2": ("AVAE", {"aux_noise": True, "obs_var": 2.0}),
+    "AVAE noisy x~ v=0.1": ("AVAE", {"aux_noise": True, "obs_var": 0.1}),
     # BatchNorm: AVAE encodes x and x~ in separate batches, so BN statistics mix both
     "VAE no BN": ("VAE", {"arch": "colormnist-conv-nobn"}),
     "AVAE no BN": ("AVAE", {"aux_noise": False, "arch": "colormnist-conv-nobn"}),
     # training length (x3)
     "VAE x3 iterations": ("VAE", {"iterations": None}),
     "AVAE x3 iterations": ("AVAE", {"aux_noise": False, "iterations": None}),
+    "AVAE noisy x~ x3 iterations": ("AVAE", {"aux_noise": True, "iterations": None}),
 }
 
 

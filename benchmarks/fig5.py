@@ -8,7 +8,8 @@
 trainer seeds every step from ``(seed, step)``, so the last stage is the same model as one
 uninterrupted run of that length. *Against rho*: AVAE (package defaults otherwise) trained at
 the last stage's budget for each ``--rhos`` value; the AVAE of the first part is the rho = 0.975
-point. Everything is resumable: finished stages are read back from ``stage_<it>.json``.
+point (``--rho-iterations`` picks an earlier stage). Everything is resumable: finished stages
+are read back from ``stage_<it>.json``.
 Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<task>.png``.
 """
 
@@ -29,6 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--stages", nargs="+", type=int, default=[500, 1000, 2000, 3000])
     p.add_argument("--rhos", nargs="*", type=float, default=[0.5, 0.9, 0.99])
     p.add_argument("--rho", type=float, default=0.975, help="rho of the AVAE in the iteration sweep")
+    p.add_argument("--rho-iterations", type=int,
+                   help="budget of the rho sweep, one of --stages (default: the last stage)")
     p.add_argument("--eps", nargs="+", type=float, default=[0.0, 0.05, 0.1])
     p.add_argument("--eval-n", type=int, default=500)
     p.add_argument("--pgd-steps", type=int, default=50)
@@ -42,6 +45,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if sorted(args.stages) != args.stages or args.stages[0] < 1:
         p.error(f"--stages must be increasing positive iteration counts, got {args.stages}")
+    if args.rho_iterations is None:
+        args.rho_iterations = args.stages[-1]
+    elif args.rho_iterations not in args.stages:
+        p.error(f"--rho-iterations must be one of --stages {args.stages}, got {args.rho_iterations}")
     return args
 
 
@@ -103,7 +110,7 @@ def main(argv=None):
     for name in args.models:
         config = {"rho": args.rho} if "AVAE" in name else {}
         by_iteration += staged_run(args, name, data, name, config)
-    last = args.stages[-1]
+    last = args.rho_iterations
     by_rho = [{**r, "rho": args.rho} for r in by_iteration if r["run"] == "AVAE" and r["iterations"] == last]
     for rho in args.rhos:
         by_rho += [{**r, "rho": rho, "run": "AVAE"}

@@ -1,0 +1,77 @@
+"""The benchmark scripts run end to end on a tiny budget, skip finished runs when rerun, and
+tabulate what they ran (their numbers are not checked here: see benchmarks/results)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def benchmarks():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import ablations
+        import fig5
+        import table1
+
+        yield table1, fig5, ablations
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+TINY = ["--iterations", "3", "--eval-n", "20", "--pgd-steps", "2", "--aa-n", "0", "--eps", "0", "0.1",
+        "--latent-dim", "8", "--device", "cpu", "--no-progress"]
+
+
+def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
+    table1, _, _ = benchmarks
+    argv = TINY + ["--rows", "VAE", "AVAE-SS", "--seeds", "0", "--output-dir", str(tmp_path)]
+    results = table1.main(argv)
+    assert set(results) == {"VAE", "AVAE-SS"}
+    result = json.loads((tmp_path / "runs" / "AVAE-SS" / "seed0" / "result.json").read_text())
+    assert result["iterations"] == 3 and result["seed"] == 0
+    assert {(r["task"], r["eps"]) for r in result["evaluation"]} == {
+        (t, e) for t in ("digit", "color") for e in (0.0, 0.1)}
+    table = (tmp_path / "results.md").read_text()
+    assert "| VAE |" in table and "| AVAE-SS |" in table and "digit 0.1" in table
+    capsys.readouterr()
+
+    again = table1.main(argv)  # finished runs are read back, not retrained
+    out = capsys.readouterr().out
+    assert out.count("skip ") == 2
+    assert again["VAE"][0]["evaluation"] == results["VAE"][0]["evaluation"]
+
+
+def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
+    table1, _, _ = benchmarks
+    args = table1.parse_args(["--preset", "cpu", "--seeds", "4"])
+    assert args.iterations == table1.PRESETS["cpu"]["iterations"] and args.seeds == [4]  # flags win
+    assert table1.main(["--summarize-only", "--output-dir", str(tmp_path)]) == {}  # trains nothing
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    argv = ["--models", "VAE", "AVAE", "--stages", "2", "4", "--rhos", "0.9", "--rho-iterations", "2",
+            "--eval-n", "20", "--pgd-steps", "2", "--eps", "0", "0.1", "--device", "cpu", "--no-progress",
+            "--output-dir", str(tmp_path)]
+    fig5.main(argv)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["run"], r["iterations"]) for r in saved["by_iteration"]} == {
+        (m, s) for m in ("VAE", "AVAE") for s in (2, 4)}
+    assert {(r["rho"], r["iterations"]) for r in saved["by_rho"]} == {(0.975, 2), (0.9, 2)}
+    assert (tmp_path / "fig5_iterations_digit_eps0.1.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--stages", "2", "4", "--rho-iterations", "3"])
+
+
+def test_ablation_x3_rows_follow_iterations(benchmarks):
+    _, _, ablations = benchmarks
+    rows = ablations.variants_for(["--iterations", "10"])
+    assert rows["AVAE x3 iterations"][1]["iterations"] == 30
+    assert rows["AVAE noisy x~ x3 iterations"][1] == {"aux_noise": True, "iterations": 30}
+    assert rows["AVAE"][1] == {"aux_noise": False}

@@ -82,7 +82,8 @@ def train_for_iterations(
     every ``chunk_iterations`` steps (default 500) to ``<output_dir>/pythae/checkpoint`` and on
     SIGINT/SIGTERM; called again with the same ``output_dir`` and a freshly built model, it
     continues from there with the same result as an uninterrupted run (or returns at once
-    when finished). See :class:`~pythae_avae.trainers.ResumableTrainer`.
+    when finished). ``progress=False`` drops Pythae's per-epoch bars. See
+    :class:`~pythae_avae.trainers.ResumableTrainer`.
 
     Returns:
         The model after the last step, in eval mode (Pythae's ``final_model`` folder holds the
@@ -130,6 +131,7 @@ def post_train_avae_ss(
     Args:
         pretrained: a trained Pythae VAE-family model or its saved folder.
         config: :class:`AVAE_SS_Config` fields (e.g. ``{"rho": 0.975}``).
+        progress: Pythae's per-epoch progress bars (off for logs written to files).
 
     Returns:
         The post-trained :class:`AVAE_SS`, in eval mode, also saved to

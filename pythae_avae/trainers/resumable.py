@@ -197,6 +197,12 @@ class ResumableTrainer(BaseTrainer):
     def global_batch_size(self) -> int:
         return self.training_config.per_device_train_batch_size * max(self.world_size, 1)
 
+    def _setup_callbacks(self):
+        super()._setup_callbacks()  # Pythae always adds its progress bar
+        if not self.training_config.progress_bar:
+            self.callback_handler.callbacks = [c for c in self.callback_handler.callbacks
+                                               if not isinstance(c, ProgressBarCallback)]
+
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_dataset) / self.global_batch_size)
 
@@ -291,9 +297,6 @@ class ResumableTrainer(BaseTrainer):
             logger.info(f"Resuming from {resume} at step {state['global_step']} (epoch {state['epoch']})")
         self._set_output_dir()
         self._setup_callbacks()
-        if not cfg.progress_bar:
-            self.callback_handler.callbacks = [c for c in self.callback_handler.callbacks
-                                               if not isinstance(c, ProgressBarCallback)]
         self.callback_handler.on_train_begin(training_config=cfg, model_config=self.model_config)
         steps = self.steps_per_epoch()
         epoch, start = (state["epoch"], state["step_in_epoch"]) if state else (1, 0)

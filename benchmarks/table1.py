@@ -181,7 +181,8 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
     train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)
     data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
-    machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+    gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}{gpu}"
     print(f"{title} | {machine} | rows={args.rows} seeds={args.seeds} iterations={args.iterations}")
     results, trained = {}, {}
     for seed in args.seeds:
@@ -195,17 +196,21 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
                 model, spi = train_row(args, row, seed, data, trained)
                 trained[(row, seed)] = model
                 result = evaluate_row(args, model, row, seed, data, spi)
+                result["machine"] = machine
                 with open(path, "w") as f:
                     json.dump(result, f, indent=2)
             with open(path) as f:
                 results.setdefault(row, []).append(json.load(f))
     table = summarize(args, {row: results[row] for row in args.rows if row in results})
+    # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
+    ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
     note = (
         f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
         f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}, {args.iterations} iterations, "
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
         f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
-        f"AutoAttack at eps {args.aa_eps} on {args.aa_n}. Mean ± std over seeds. Machine: {machine}."
+        f"AutoAttack at eps {args.aa_eps} on {args.aa_n}. Mean ± std over seeds. "
+        f"Runs made on: {'; '.join(ran_on) or machine}."
     )
     print("\n" + note + "\n\n" + table)
     with open(os.path.join(args.output_dir, "results.md"), "w") as f:

@@ -75,3 +75,30 @@ def test_ablation_x3_rows_follow_iterations(benchmarks):
     assert rows["AVAE x3 iterations"][1]["iterations"] == 30
     assert rows["AVAE noisy x~ x3 iterations"][1] == {"aux_noise": True, "iterations": 30}
     assert rows["AVAE"][1] == {"aux_noise": False}
+
+
+def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
+    from pythae_avae.evaluation.robustness import RobustnessTable, write_reports
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import tabulate_evals
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    def row(task, eps, attack, accuracy, seed):
+        return dict(model="AVAE", task=task, n_classes=10, eps=eps, attack=attack, accuracy=accuracy,
+                    balanced_accuracy=accuracy, clean_accuracy=90.0, majority_rate=10.0, n=100,
+                    details="", seed=seed)
+
+    for seed, acc in ((0, 40.0), (1, 50.0)):  # no result.json: stopped after PGD
+        rows = [row("digit", 0.0, "pgd", 90.0, seed), row("digit", 0.1, "pgd", acc, seed)]
+        write_reports(RobustnessTable(rows), str(tmp_path / "runs" / "AVAE" / f"seed{seed}" / "eval_pgd"), "AVAE")
+    write_reports(RobustnessTable([row("digit", 0.1, "autoattack", 35.0, 0)]),
+                  str(tmp_path / "runs" / "AVAE" / "seed0" / "eval_autoattack"), "AVAE")
+    tabulate_evals.main([str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| run | digit 0 | digit 0.1 | digit autoattack 0.1 | seeds |"
+    assert lines[2] == "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 | 35.0 | 0,1 |"
+    with pytest.raises(SystemExit, match="no runs"):
+        tabulate_evals.main([str(tmp_path / "empty")])

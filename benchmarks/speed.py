@@ -23,7 +23,7 @@ One iteration = forward (loss) + backward + Adam step, on the colorMNIST ConvNet
   step) vs. a bare PyTorch loop on the same model and loss (batches sliced from a tensor in
   a random order, same optimizer, no per-step ``.item()``), interleaved epoch by epoch.
   And this package's :class:`ResumableTrainer` — a whole ``train()`` call (step-indexed
-  seeding, the non-finite check, a checkpoint every 200 steps and at every epoch's end, the
+  seeding, the non-finite check, a checkpoint every 200 steps and after the last, the
   ``final_model`` folder) on epochs of 63 batches (a colorMNIST epoch) — against the same
   number of bare steps, alternated, medians of ``--trainer-repeats`` runs.
 

@@ -88,6 +88,22 @@ class Test_ColorMNIST:
         assert item["data"].shape == (3, 28, 28) and item["data"].dtype == torch.float32
         assert 0 <= int(item["labels"]) <= 9 and 0 <= int(item["color"]) <= 6
 
+    def test_batched_fetch_equals_item_by_item_and_is_what_loaders_use(self, monkeypatch):
+        from pythae.data.datasets import collate_dataset_output
+        from torch.utils.data import DataLoader
+
+        data = ColorMNIST("train", limit=200)
+        indices = [5, 0, 199, 42, 5]
+        batched = collate_dataset_output(data.__getitems__(indices))
+        single = collate_dataset_output([data[i] for i in indices])
+        assert batched.keys() == single.keys()
+        for key in single.keys():
+            assert batched[key].dtype == single[key].dtype and torch.equal(batched[key], single[key]), key
+        calls = []
+        monkeypatch.setattr(ColorMNIST, "__getitem__", lambda self, i: calls.append(i))
+        batch = next(iter(DataLoader(data, batch_size=7, collate_fn=collate_dataset_output)))
+        assert batch["data"].shape == (7, 3, 28, 28) and calls == []
+
 
 class Test_Errors:
     def test_bad_split_and_source(self):

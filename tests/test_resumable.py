@@ -68,8 +68,8 @@ def assert_same_weights(a, b):
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, error):
     reference = run(tmp_path / "ref").state_dict()
     with pytest.raises(error):
-        run(tmp_path / "cut", [CountSteps(fail_at=3, error=error)])
-    # Interrupt: last periodic checkpoint (step 2, end of epoch 1);
+        run(tmp_path / "cut", [CountSteps(fail_at=3, error=error)], chunk=2)
+    # Interrupt: last periodic checkpoint (step 2);
     # KeyboardInterrupt: saved on the way out, at the step that completed
     stopped_at = state(tmp_path / "cut")["global_step"]
     assert stopped_at == (3 if error is KeyboardInterrupt else 2)
@@ -102,6 +102,26 @@ def test_resume_false_starts_over(tmp_path):
     counter = CountSteps()
     TrainingPipeline(fresh(), config)(DATA, callbacks=[counter])
     assert counter.steps == 2
+
+
+def test_tensor_datasets_are_batched_by_indexing_with_the_dataloaders_values(tmp_path):
+    from pythae.data.datasets import BaseDataset
+
+    from pythae_avae.trainers import ResumableTrainer
+
+    class ItemByItem(BaseDataset):  # not Pythae's own class: goes through the DataLoader
+        pass
+
+    labels = torch.arange(len(DATA))
+    config = ResumableTrainerConfig(output_dir=str(tmp_path), per_device_train_batch_size=12, no_cuda=True)
+    fast, slow = (ResumableTrainer(fresh(), cls(DATA, labels), training_config=config)
+                  for cls in (BaseDataset, ItemByItem))
+    for epoch, start in ((1, 0), (2, 1)):
+        a, b = list(fast._epoch_batches(epoch, start)), list(slow._epoch_batches(epoch, start))
+        assert len(a) == len(b) == 3 - start
+        for x, y in zip(a, b):
+            assert torch.equal(x["data"], y["data"]) and torch.equal(x["labels"], y["labels"])
+            assert x["labels"].dtype == y["labels"].dtype
 
 
 class NaNAt(TrainingCallback):

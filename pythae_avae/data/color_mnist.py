@@ -17,7 +17,7 @@ from ``(seed, epoch)``; evaluation colours are fixed by the seed.
 """
 
 import functools
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -163,6 +163,18 @@ class ColorMNIST(Dataset):
             labels=torch.tensor(self.digits[index]),
             color=torch.tensor(self.color_ids[index] - 1),
         )
+
+    def __getitems__(self, indices) -> List[DatasetOutput]:
+        """``[self[i] for i in indices]`` in one vectorised step.
+
+        PyTorch's ``DataLoader`` fetches a batch through this hook when a dataset has it; item
+        by item, fetching cost ~20% of a ConvNet step on a GPU (and several ms per batch of 64
+        on a CPU).
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        images = torch.from_numpy(colorize(self.gray[idx] / 255.0, self.color_ids[idx]))
+        digits, colors = torch.as_tensor(self.digits[idx]), torch.as_tensor(self.color_ids[idx] - 1)
+        return [DatasetOutput(data=images[k], labels=digits[k], color=colors[k]) for k in range(len(idx))]
 
     def arrays(self) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
         """All images ``(N, 3, 28, 28)`` float32 and ``{"digit": ..., "color": ...}`` labels."""

@@ -167,9 +167,9 @@ class ColorMNIST(Dataset):
     def __getitems__(self, indices) -> List[DatasetOutput]:
         """``[self[i] for i in indices]`` in one vectorised step.
 
-        PyTorch's ``DataLoader`` fetches a batch through this hook when a dataset has it; item
-        by item, fetching cost ~20% of a ConvNet step on a GPU (and several ms per batch of 64
-        on a CPU).
+        PyTorch's ``DataLoader`` fetches a batch through this hook when a dataset has it: a
+        batch of 64 took 1.3 ms this way and 9.7 ms item by item (2-core CPU, shared), where a
+        ConvNet VAE step takes ~5 ms on a GPU.
         """
         idx = np.asarray(indices, dtype=np.int64)
         images = torch.from_numpy(colorize(self.gray[idx] / 255.0, self.color_ids[idx]))

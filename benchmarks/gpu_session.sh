@@ -11,7 +11,8 @@
 # is stopped with SIGTERM (it saves a checkpoint; rerunning the same table1.py command
 # resumes it). Everything lands in OUT_DIR: logs, and table1_gpu.tgz holding each finished
 # run's result.json and evaluation files (no checkpoints). Unpack it into benchmarks/results/
-# and tabulate with table1.py --summarize-only (see benchmarks/results/table1_gpu/results.md).
+# and tabulate with table1.py --summarize-only, or tabulate_evals.py for runs stopped before
+# their AutoAttack (see benchmarks/results/table1_gpu_3k/results.md).
 # A dry run of the script itself on a CPU: DEVICE=cpu ITERS=20 EVAL_N=50 AA_N=10 SPEED_ITERS=2.
 set -u
 DEVICE=${DEVICE:-cuda}

@@ -96,9 +96,15 @@ class Test_ColorMNIST:
         indices = [5, 0, 199, 42, 5]
         batched = collate_dataset_output(data.__getitems__(indices))
         single = collate_dataset_output([data[i] for i in indices])
-        assert batched.keys() == single.keys()
-        for key in single.keys():
-            assert batched[key].dtype == single[key].dtype and torch.equal(batched[key], single[key]), key
+        images, labels = data.arrays()  # colours the whole set at once: an independent path
+        expected = {"data": torch.from_numpy(images[indices]), "labels": torch.tensor(data.digits[indices]),
+                    "color": torch.tensor(labels["color"][indices])}
+        for got in (batched, single):
+            assert got.keys() == expected.keys()
+            for key, value in expected.items():
+                assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+        with pytest.raises(IndexError):
+            data[200]
         calls = []
         monkeypatch.setattr(ColorMNIST, "__getitem__", lambda self, i: calls.append(i))
         batch = next(iter(DataLoader(data, batch_size=7, collate_fn=collate_dataset_output)))

@@ -6,8 +6,11 @@
     python benchmarks/table1.py --rows VAE AVAE --iterations 3000 --seeds 0
 
 Every (row, seed) run lives in ``<output-dir>/runs/<row>/seed<k>``: training resumes from its
-``state`` folder (chunks of ``--chunk-iterations``), and a run whose ``result.json`` exists is
-skipped, so rerunning after an interruption continues. ``AVAE-SS`` post-trains the ``VAE`` row
+``pythae/checkpoint`` folder (chunks of ``--chunk-iterations``), and a run whose ``result.json`` exists is
+skipped, so rerunning after an interruption continues. Each ``result.json`` records the
+settings it was made with; a command with other settings (e.g. another ``--obs-var``) in the
+same folder stops with the differences named instead of mixing runs in one table (and
+training refuses to resume a checkpoint of another configuration). ``AVAE-SS`` post-trains the ``VAE`` row
 of the same seed (trained first if missing) for the same number of iterations.
 
 Columns: adversarial accuracy of linear probes on mu(x) for the digit and colour tasks under
@@ -87,12 +90,47 @@ def run_dir(args, row, seed):
     return os.path.join(args.output_dir, "runs", row.replace("^", ""), f"seed{seed}")
 
 
-def train_row(args, row, seed, data, trained):
+def row_setup(args, row):
+    """``(model name, config fields, iterations, arch)`` of ``row`` under ``args``."""
     name, fields = args.row_specs[row]
-    out = run_dir(args, row, seed)
     config = {"obs_var": args.obs_var, **fields}  # a row may set its own obs_var
     iterations = config.pop("iterations", args.iterations)
     arch = config.pop("arch", args.arch)
+    return name, config, iterations, arch
+
+
+def run_settings(args, row) -> dict:
+    """Everything a run's numbers depend on, as stored in its ``result.json``."""
+    name, config, iterations, arch = row_setup(args, row)
+    settings = dict(
+        model=name, config=config, iterations=iterations, arch=arch, latent_dim=args.latent_dim,
+        lr=args.lr, batch_size=args.batch_size, data="torchvision MNIST" if args.mnist_root else "embedded",
+        eps=list(args.eps), eval_n=args.eval_n, pgd_steps=args.pgd_steps,
+        pgd_restarts=args.pgd_restarts, aa_eps=args.aa_eps, aa_n=args.aa_n,
+    )
+    return json.loads(json.dumps(settings))
+
+
+def check_settings(args, row, path, result):
+    """A finished run is reused only by a command with its settings: another ``--obs-var`` or
+    budget in the same ``--output-dir`` must not be tabulated as if it were this one."""
+    if "settings" not in result:
+        print(f"note: {path} records no settings (made before they were recorded); "
+              "counted as made with this command's settings")
+        return
+    ours = run_settings(args, row)
+    changed = [f"{k}={result['settings'].get(k)!r} (this command: {ours.get(k)!r})"
+               for k in sorted(set(ours) | set(result["settings"])) if result["settings"].get(k) != ours.get(k)]
+    if changed:
+        raise SystemExit(
+            f"{path} was made with other settings: {'; '.join(changed)}. Use another --output-dir "
+            "for these settings, or the run's own flags to add to it"
+        )
+
+
+def train_row(args, row, seed, data, trained):
+    name, config, iterations, arch = row_setup(args, row)
+    out = run_dir(args, row, seed)
     common = dict(iterations=iterations, batch_size=args.batch_size, learning_rate=args.lr,
                   seed=seed, device=args.device, progress=not args.no_progress)
     start = time.perf_counter()
@@ -134,7 +172,8 @@ def evaluate_row(args, model, row, seed, data, seconds_per_iter):
         rows += [dict(r) for r in aa.rows if r["attack"] != "clean"]
     return {
         "row": row, "seed": seed,
-        "iterations": args.row_specs[row][1].get("iterations", args.iterations),
+        "iterations": row_setup(args, row)[2],
+        "settings": run_settings(args, row),
         "seconds_per_iteration": seconds_per_iter,
         "reconstruction": reconstruction_error(model, x_test),
         "consistency": autoencoding_consistency(model, n_samples=500, seed=seed),
@@ -189,6 +228,8 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
         for row in args.rows:
             path = os.path.join(run_dir(args, row, seed), "result.json")
             if os.path.isfile(path):
+                with open(path) as f:
+                    check_settings(args, row, path, json.load(f))
                 print(f"skip {row} seed {seed}: {path} exists")
             elif args.summarize_only:
                 continue

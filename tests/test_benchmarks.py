@@ -45,6 +45,20 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     assert out.count("skip ") == 2
     assert again["VAE"][0]["evaluation"] == results["VAE"][0]["evaluation"]
 
+    # another observation variance in the same folder is refused, not tabulated as this one
+    with pytest.raises(SystemExit, match=r"VAE.*config=\{'obs_var': 0.5\} \(this command: \{'obs_var': 0.1\}\)"):
+        table1.main(argv + ["--obs-var", "0.1"])
+    with pytest.raises(SystemExit, match=r"eval_n=20 \(this command: 10\)"):
+        table1.main(argv + ["--eval-n", "10", "--summarize-only"])
+    # results written before settings were recorded are still read, with a note
+    path = tmp_path / "runs" / "VAE" / "seed0" / "result.json"
+    legacy = json.loads(path.read_text())
+    del legacy["settings"]
+    path.write_text(json.dumps(legacy))
+    capsys.readouterr()
+    table1.main(argv + ["--rows", "VAE"])
+    assert "records no settings" in capsys.readouterr().out
+
 
 def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     table1, _, _ = benchmarks

@@ -91,8 +91,35 @@ def test_checkpoint_holds_optimizer_and_a_finished_run_trains_nothing(tmp_path):
 
 def test_resume_with_another_batch_size_is_refused(tmp_path):
     run(tmp_path, iterations=2)
-    with pytest.raises(ValueError, match=r"global_batch_size=16.*global_batch_size=8"):
+    with pytest.raises(ValueError, match=r"global_batch_size=16 \(this run: 8\)"):
         train_for_iterations(fresh(), DATA, iterations=4, batch_size=8, output_dir=str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize("changed, expected", [
+    (dict(model=dict(obs_var=0.1)), r"model_config.obs_var=0.5 \(this run: 0.1\)"),
+    (dict(model=dict(rho=0.9)), r"model_config.rho=0.975 \(this run: 0.9\)"),
+    (dict(learning_rate=1e-4), r"training.learning_rate=0.001 \(this run: 0.0001\)"),
+    (dict(seed=1), r"training.seed=0 \(this run: 1\)"),
+])
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path, changed, expected):
+    # the weights would load, and the optimizer's state would bring back the old learning rate
+    run(tmp_path, iterations=2)
+    torch.manual_seed(0)
+    model = build_model("AVAE", "colormnist-mlp", latent_dim=4, **changed.pop("model", {}))
+    with pytest.raises(ValueError, match="cannot resume from .*checkpoint: .*" + expected):
+        train_for_iterations(model, DATA, iterations=4, batch_size=16, output_dir=str(tmp_path),
+                             device="cpu", **changed)
+
+
+def test_checkpoint_written_before_settings_were_stored_still_resumes(tmp_path):
+    run(tmp_path, iterations=2)
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+    saved = torch.load(path, weights_only=True)
+    del saved["settings"]
+    torch.save(saved, path)
+    counter = CountSteps()
+    run(tmp_path, [counter], iterations=4)
+    assert counter.steps == 2
 
 
 def test_resume_false_starts_over(tmp_path):

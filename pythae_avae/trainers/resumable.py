@@ -23,6 +23,7 @@ stops on a NaN loss without saying where. :class:`ResumableTrainer` keeps Pythae
 """
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -47,6 +48,11 @@ from .registry import register_trainer
 
 CHECKPOINT = "checkpoint"
 TRAINER_STATE = "trainer_state.pt"
+#: training fields a resumed run must share with its checkpoint. Loading the optimizer's
+#: state would otherwise keep the checkpoint's learning rate without a word, and a new seed
+#: would splice two step sequences into one run.
+RESUME_INVARIANTS = ("learning_rate", "optimizer_cls", "optimizer_params", "scheduler_cls",
+                     "scheduler_params", "seed")
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -246,6 +252,7 @@ class ResumableTrainer(BaseTrainer):
             "epoch_loss": epoch_loss, "best": best, "training_dir": self.training_dir,
             "global_batch_size": self.global_batch_size, "model_name": self.model_name,
             "num_epochs": self.training_config.num_epochs,
+            "settings": self._resume_settings(),
         }, os.path.join(tmp, TRAINER_STATE))
         if os.path.isdir(path):
             shutil.rmtree(old, ignore_errors=True)
@@ -254,14 +261,30 @@ class ResumableTrainer(BaseTrainer):
         shutil.rmtree(old, ignore_errors=True)
         self.last_checkpoint_step = global_step
 
+    def _resume_settings(self) -> dict:
+        """What must not change between a checkpoint and the run that resumes it: the model's
+        config (e.g. ``obs_var``, ``rho``) and :data:`RESUME_INVARIANTS`, as JSON values."""
+        cfg = self.training_config
+        return {
+            "model_config": json.loads(unwrap_model(self.model).model_config.to_json_string()),
+            "training": json.loads(json.dumps({k: getattr(cfg, k) for k in RESUME_INVARIANTS})),
+        }
+
     def _load_checkpoint(self, path: str) -> dict:
         state, weights = (_read_checkpoint_file(path, name) for name in (TRAINER_STATE, "model.pt"))
-        for key, ours in (("model_name", self.model_name), ("global_batch_size", self.global_batch_size)):
-            if state[key] != ours:
-                raise ValueError(
-                    f"cannot resume from {path}: it was written with {key}={state[key]!r}, this run "
-                    f"has {key}={ours!r} (use another output_dir, or resume=False to start over)"
-                )
+        theirs = dict(model_name=state["model_name"], global_batch_size=state["global_batch_size"])
+        ours = dict(model_name=self.model_name, global_batch_size=self.global_batch_size)
+        # checkpoints written before settings were stored are checked on name and batch only
+        for group, values in state.get("settings", {}).items():
+            theirs.update({f"{group}.{k}": v for k, v in values.items()})
+            ours.update({f"{group}.{k}": v for k, v in self._resume_settings()[group].items()})
+        changed = [f"{k}={theirs.get(k)!r} (this run: {ours.get(k)!r})"
+                   for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+        if changed:
+            raise ValueError(
+                f"cannot resume from {path}: this run differs from the one that wrote it in "
+                f"{'; '.join(changed)}. Use another output_dir, or resume=False to start over"
+            )
         unwrap_model(self.model).load_state_dict(weights["model_state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._set_optimizer_on_device(self.optimizer, self.device)

@@ -9,11 +9,13 @@ trainer seeds every step from ``(seed, step)``, so the last stage is the same mo
 uninterrupted run of that length. *Against rho*: AVAE (package defaults otherwise) trained at
 the last stage's budget for each ``--rhos`` value; the AVAE of the first part is the rho = 0.975
 point (``--rho-iterations`` picks an earlier stage). Everything is resumable: finished stages
-are read back from ``stage_<it>.json``.
+are read back from ``stage_<it>.json``, and only by a command with the settings in the run's
+``settings.json`` (another one stops, naming the differences).
 Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<task>.png``.
 """
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -22,6 +24,7 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.recipes import build_model, default_device, train_for_iterations
+from table1 import refuse_other_settings
 
 
 def parse_args(argv=None):
@@ -36,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-n", type=int, default=500)
     p.add_argument("--pgd-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--obs-var", type=float, default=0.5, help="observation variance v of every model")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--arch", default="colormnist-conv")
@@ -63,10 +67,34 @@ def evaluate(args, model, data, label, out):
     return [dict(r) for r in table.rows]
 
 
+def run_settings(args, name, config) -> dict:
+    """Everything a stage's numbers depend on but its budget; kept in ``<run>/settings.json``."""
+    return json.loads(json.dumps(dict(
+        model=name, config=config, arch=args.arch, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed, eps=args.eps, eval_n=args.eval_n, pgd_steps=args.pgd_steps,
+    )))
+
+
+def check_settings(out, settings):
+    """Finished stages are reused only by a command with the settings they were made with."""
+    path = os.path.join(out, "settings.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            refuse_other_settings(path, json.load(f), settings)
+        return
+    if glob.glob(os.path.join(out, "stage_*.json")):
+        print(f"note: {out} records no settings (made before they were recorded); "
+              "its stages are counted as made with this command's settings")
+    os.makedirs(out, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(settings, f, indent=2)
+
+
 def staged_run(args, name, data, run_name, config, stages=None):
     """Trains ``name`` through ``stages`` (default ``args.stages``); returns the evaluation
     rows of every stage."""
     out = os.path.join(args.output_dir, "runs", run_name)
+    check_settings(out, run_settings(args, name, config))
     rows = []
     for stage in stages or args.stages:
         path = os.path.join(out, f"stage_{stage}.json")
@@ -108,13 +136,14 @@ def main(argv=None):
 
     by_iteration = []
     for name in args.models:
-        config = {"rho": args.rho} if "AVAE" in name else {}
+        config = {"obs_var": args.obs_var, **({"rho": args.rho} if "AVAE" in name else {})}
         by_iteration += staged_run(args, name, data, name, config)
     last = args.rho_iterations
     by_rho = [{**r, "rho": args.rho} for r in by_iteration if r["run"] == "AVAE" and r["iterations"] == last]
     for rho in args.rhos:
         by_rho += [{**r, "rho": rho, "run": "AVAE"}
-                   for r in staged_run(args, "AVAE", data, f"AVAE rho={rho:g}", {"rho": rho}, stages=[last])]
+                   for r in staged_run(args, "AVAE", data, f"AVAE rho={rho:g}", {"obs_var": args.obs_var, "rho": rho},
+                                       stages=[last])]
 
     figures = []
     for task in TASKS:
@@ -129,7 +158,7 @@ def main(argv=None):
             figures.append(plot_accuracy_curves(rows, os.path.join(args.output_dir, f"fig5_rho_{task}.png"),
                                                 x="rho", task=task, series="series",
                                                 title=f"AVAE, {task}, {last} it., PGD-{args.pgd_steps}"))
-    note = (f"colorMNIST (embedded 5k digits), {args.arch}, latent 64, Adam lr {args.lr}, batch {args.batch_size}, "
+    note = (f"colorMNIST (embedded 5k digits), {args.arch}, latent 64, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
             + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -118,9 +118,14 @@ def check_settings(args, row, path, result):
         print(f"note: {path} records no settings (made before they were recorded); "
               "counted as made with this command's settings")
         return
-    ours = run_settings(args, row)
-    changed = [f"{k}={result['settings'].get(k)!r} (this command: {ours.get(k)!r})"
-               for k in sorted(set(ours) | set(result["settings"])) if result["settings"].get(k) != ours.get(k)]
+    refuse_other_settings(path, result["settings"], run_settings(args, row))
+
+
+def refuse_other_settings(path: str, recorded: dict, ours: dict):
+    """Stops, naming every difference, when ``recorded`` (what ``path`` was made with) is not
+    ``ours`` (what this command would make)."""
+    changed = [f"{k}={recorded.get(k)!r} (this command: {ours.get(k)!r})"
+               for k in sorted(set(ours) | set(recorded)) if recorded.get(k) != ours.get(k)]
     if changed:
         raise SystemExit(
             f"{path} was made with other settings: {'; '.join(changed)}. Use another --output-dir "

@@ -79,6 +79,11 @@ def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
         (m, s) for m in ("VAE", "AVAE") for s in (2, 4)}
     assert {(r["rho"], r["iterations"]) for r in saved["by_rho"]} == {(0.975, 2), (0.9, 2)}
     assert (tmp_path / "fig5_iterations_digit_eps0.1.png").stat().st_size > 1000
+    # finished stages are not reused by a command with other settings
+    with pytest.raises(SystemExit, match=r"runs/VAE/settings.json .*eval_n=20 \(this command: 10\)"):
+        fig5.main(argv + ["--eval-n", "10"])
+    with pytest.raises(SystemExit, match=r"config=\{'obs_var': 0.5\} \(this command: \{'obs_var': 0.1\}\)"):
+        fig5.main(argv + ["--obs-var", "0.1"])
     with pytest.raises(SystemExit):
         fig5.parse_args(["--stages", "2", "4", "--rho-iterations", "3"])
 

@@ -16,7 +16,8 @@ of the same seed (trained first if missing) for the same number of iterations.
 Columns: adversarial accuracy of linear probes on mu(x) for the digit and colour tasks under
 PGD (CE and margin, per-example worst case) at each ``--eps``, AutoAttack at ``--aa-eps`` on
 ``--aa-n`` images, training seconds per iteration relative to the VAE row (measured in the
-runs, so noisy on a shared machine: ``benchmarks/speed.py`` gives the interleaved ratios),
+runs, over the steps each trained in its last process, so noisy on a shared machine:
+``benchmarks/speed.py`` gives the interleaved ratios),
 and the test reconstruction error of g(mu(x)). Results: ``results.json`` and ``results.md``.
 """
 
@@ -34,6 +35,7 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.recipes import build_model, default_device, post_train_avae_ss, train_for_iterations
+from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
 ROWS = {
@@ -138,16 +140,25 @@ def train_row(args, row, seed, data, trained):
     out = run_dir(args, row, seed)
     common = dict(iterations=iterations, batch_size=args.batch_size, learning_rate=args.lr,
                   seed=seed, device=args.device, progress=not args.no_progress)
-    start = time.perf_counter()
     if name == "AVAE-SS":
         vae = trained.get(("VAE", seed)) or load_or_train(args, "VAE", seed, data, trained)
+    before, start = steps_done(out), time.perf_counter()
+    if name == "AVAE-SS":
         model = post_train_avae_ss(vae, config, output_dir=out, **common)
     else:
         model = build_model(name, arch, args.latent_dim, seed=seed, **config)
         model = train_for_iterations(model, data["train"], data["test"], output_dir=out,
                                      chunk_iterations=args.chunk_iterations,
                                      callbacks=[RecolorCallback()], **common)
-    return model, (time.perf_counter() - start) / iterations
+    seconds, steps = time.perf_counter() - start, steps_done(out) - before
+    # per step trained in this process: a resumed run's earlier steps were timed elsewhere
+    return model, (seconds / steps if steps else None)
+
+
+def steps_done(out) -> int:
+    """Optimizer steps in the checkpoint of the run in ``out`` (0 before its first)."""
+    path = latest_checkpoint(os.path.join(out, "pythae"))
+    return torch.load(os.path.join(path, TRAINER_STATE), weights_only=True)["global_step"] if path else 0
 
 
 def load_or_train(args, row, seed, data, trained):
@@ -193,13 +204,19 @@ def accuracy(result, task, eps, attack):
     return None
 
 
+def mean_time(runs):
+    """Mean seconds per training step over the runs that timed any (None if none did)."""
+    times = [r["seconds_per_iteration"] for r in runs if r["seconds_per_iteration"] is not None]
+    return statistics.mean(times) if times else None
+
+
 def summarize(args, results):
     columns = [(t, e, "pgd") for t in TASKS for e in args.eps] + [(t, args.aa_eps, "autoattack") for t in TASKS]
     header = ["model"] + [f"{t} {a.upper() if a == 'autoattack' else ''}{e:g}".replace("AUTOATTACK", "AA ") for t, e, a in columns]
     header += ["time ×VAE", "SSE/img", "seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     vae_rows = [r for r in results if args.row_specs[r][0] == "VAE"]
-    vae_time = statistics.mean(r["seconds_per_iteration"] for r in results[vae_rows[0]]) if vae_rows else None
+    vae_time = mean_time(results[vae_rows[0]]) if vae_rows else None
     for row, runs in results.items():
         cells = [row]
         for task, eps, attack in columns:
@@ -210,8 +227,8 @@ def summarize(args, results):
                 cells.append(f"{values[0]:.1f}")
             else:
                 cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
-        t = statistics.mean(r["seconds_per_iteration"] for r in runs)
-        cells.append(f"×{t / vae_time:.2f}" if vae_time else "–")
+        t = mean_time(runs)
+        cells.append(f"×{t / vae_time:.2f}" if vae_time and t else "–")
         cells.append(f"{statistics.mean(r['reconstruction']['sse_per_image'] for r in runs):.1f}")
         cells.append(",".join(str(r["seed"]) for r in runs))
         lines.append("| " + " | ".join(cells) + " |")

@@ -33,7 +33,7 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     results = table1.main(argv)
     assert set(results) == {"VAE", "AVAE-SS"}
     result = json.loads((tmp_path / "runs" / "AVAE-SS" / "seed0" / "result.json").read_text())
-    assert result["iterations"] == 3 and result["seed"] == 0
+    assert result["iterations"] == 3 and result["seed"] == 0 and result["seconds_per_iteration"] > 0
     assert {(r["task"], r["eps"]) for r in result["evaluation"]} == {
         (t, e) for t in ("digit", "color") for e in (0.0, 0.1)}
     table = (tmp_path / "results.md").read_text()
@@ -58,6 +58,11 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     capsys.readouterr()
     table1.main(argv + ["--rows", "VAE"])
     assert "records no settings" in capsys.readouterr().out
+    # evaluated again from its finished checkpoint: no step trained, so no time is claimed
+    path.unlink()
+    again = table1.main(argv + ["--rows", "VAE"])
+    assert again["VAE"][0]["seconds_per_iteration"] is None
+    assert "| VAE |" in (tmp_path / "results.md").read_text()
 
 
 def test_table1_presets_and_summarize_only(benchmarks, tmp_path):

@@ -1,6 +1,7 @@
 """Resume after interruption: a killed run, restarted with the same command, ends with the
 same weights as an uninterrupted one (CPU, fixed seed, one thread)."""
 
+import glob
 import os
 import re
 import signal
@@ -120,6 +121,16 @@ def test_checkpoint_written_before_settings_were_stored_still_resumes(tmp_path):
     counter = CountSteps()
     run(tmp_path, [counter], iterations=4)
     assert counter.steps == 2
+
+
+def test_a_moved_run_folder_continues_in_its_new_place(tmp_path):
+    run(tmp_path / "old", iterations=2)
+    os.rename(tmp_path / "old", tmp_path / "new")
+    counter = CountSteps()
+    run(tmp_path / "new", [counter], iterations=4)
+    assert counter.steps == 2
+    assert not (tmp_path / "old").exists()  # nothing written where the run used to be
+    assert glob.glob(str(tmp_path / "new" / "pythae" / "*_training_*" / "final_model"))
 
 
 def test_resume_false_starts_over(tmp_path):

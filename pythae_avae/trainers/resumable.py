@@ -322,7 +322,9 @@ class ResumableTrainer(BaseTrainer):
         state = None
         if resume is not None:
             state = self._load_checkpoint(resume)
-            self._resumed_training_dir = state["training_dir"]
+            # the run folder's name only: a moved output_dir continues in its new place
+            self._resumed_training_dir = os.path.join(
+                cfg.output_dir, os.path.basename(os.path.normpath(state["training_dir"])))
             logger.info(f"Resuming from {resume} at step {state['global_step']} (epoch {state['epoch']})")
         self._set_output_dir()
         self._setup_callbacks()

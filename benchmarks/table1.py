@@ -35,7 +35,7 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.recipes import build_model, default_device, post_train_avae_ss, train_for_iterations
-from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint
+from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
 ROWS = {
@@ -126,8 +126,7 @@ def check_settings(args, row, path, result):
 def refuse_other_settings(path: str, recorded: dict, ours: dict):
     """Stops, naming every difference, when ``recorded`` (what ``path`` was made with) is not
     ``ours`` (what this command would make)."""
-    changed = [f"{k}={recorded.get(k)!r} (this command: {ours.get(k)!r})"
-               for k in sorted(set(ours) | set(recorded)) if recorded.get(k) != ours.get(k)]
+    changed = named_differences(recorded, ours, "this command")
     if changed:
         raise SystemExit(
             f"{path} was made with other settings: {'; '.join(changed)}. Use another --output-dir "

@@ -111,6 +111,12 @@ def latest_checkpoint(output_dir: str) -> Optional[str]:
     return None
 
 
+def named_differences(recorded: dict, ours: dict, ours_label: str = "this run") -> List[str]:
+    """``key=<recorded> (<ours_label>: <ours>)`` for every key whose value differs, sorted."""
+    return [f"{k}={recorded.get(k)!r} ({ours_label}: {ours.get(k)!r})"
+            for k in sorted(set(recorded) | set(ours)) if recorded.get(k) != ours.get(k)]
+
+
 def _read_checkpoint_file(folder: str, name: str):
     path = os.path.join(folder, name)
     try:
@@ -275,11 +281,11 @@ class ResumableTrainer(BaseTrainer):
         theirs = dict(model_name=state["model_name"], global_batch_size=state["global_batch_size"])
         ours = dict(model_name=self.model_name, global_batch_size=self.global_batch_size)
         # checkpoints written before settings were stored are checked on name and batch only
+        settings = self._resume_settings() if "settings" in state else {}
         for group, values in state.get("settings", {}).items():
             theirs.update({f"{group}.{k}": v for k, v in values.items()})
-            ours.update({f"{group}.{k}": v for k, v in self._resume_settings()[group].items()})
-        changed = [f"{k}={theirs.get(k)!r} (this run: {ours.get(k)!r})"
-                   for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+            ours.update({f"{group}.{k}": v for k, v in settings[group].items()})
+        changed = named_differences(theirs, ours)
         if changed:
             raise ValueError(
                 f"cannot resume from {path}: this run differs from the one that wrote it in "

@@ -1,7 +1,8 @@
 """Per-iteration training cost of VAE, AVAE, SE^5, SE-AVAE and AVAE-SS (paper Table 1 "Time").
 
 One iteration = forward (loss) + backward + Adam step, on the colorMNIST ConvNet
-(:class:`ColorMNISTConvEncoder` / :class:`ColorMNISTConvDecoder`), batch 64, latent 64.
+(:class:`ColorMNISTConvEncoder` / :class:`ColorMNISTConvDecoder`), batch 64, latent 64;
+``--arch celeba-conv --models VAE AVAE`` times the CelebA nets instead (64x64 faces).
 
 * **Baseline.** "VAE" is :class:`pythae_avae.GaussianVAE`: the same code path as every other
   model here (``AVAEFamilyModel.vae_terms``, ``SSE/(2 obs_var)``), minus the auxiliary terms,
@@ -30,6 +31,7 @@ One iteration = forward (loss) + backward + Adam step, on the colorMNIST ConvNet
 Usage::
 
     python benchmarks/speed.py --iters 30 --batch-size 64 --device cpu
+    python benchmarks/speed.py --arch celeba-conv --models VAE AVAE --iters 10 --no-trainer
 """
 
 import argparse
@@ -57,29 +59,31 @@ from pythae_avae import (
     SE_AVAE_Config,
     SEConfig,
 )
-from pythae_avae.nets import COLOR_MNIST_SHAPE, ColorMNISTConvDecoder, ColorMNISTConvEncoder
+from pythae_avae.nets import ARCHITECTURES, build_nets
 
 #: CPU targets from the task (paper's ConvNet colorMNIST ratios on its hardware: 1.5/4/4.7/1.5)
 TARGETS = {"AVAE": 1.4, "SE^5": 3.3, "SE-AVAE": 3.8, "AVAE-SS": 1.4}
+MODELS = ("VAE", "AVAE", "SE^5", "SE-AVAE", "AVAE-SS")
 
 
-def build_models(latent_dim: int, device: str):
+def build_models(latent_dim: int, device: str, arch: str = "colormnist-conv", names=None):
+    """The models ``names`` (default all) on identical initial ``arch`` nets, in train mode."""
     torch.manual_seed(0)
-    encoder, decoder = ColorMNISTConvEncoder(latent_dim), ColorMNISTConvDecoder(latent_dim)
-    common = dict(input_dim=COLOR_MNIST_SHAPE, latent_dim=latent_dim)
+    encoder, decoder = build_nets(arch, latent_dim)
+    common = dict(input_dim=ARCHITECTURES[arch][2], latent_dim=latent_dim)
 
     def nets():
         return copy.deepcopy(encoder), copy.deepcopy(decoder)
 
     vae = GaussianVAE(GaussianVAEConfig(**common), *nets())
-    models = {
-        "VAE": vae,
-        "AVAE": AVAE(AVAEConfig(**common), *nets()),
-        "SE^5": SE(SEConfig(se_steps=5, **common), *nets()),
-        "SE-AVAE": SE_AVAE(SE_AVAE_Config(se_steps=5, **common), *nets()),
-        "AVAE-SS": AVAE_SS.from_pretrained(vae),
+    builders = {
+        "VAE": lambda: vae,
+        "AVAE": lambda: AVAE(AVAEConfig(**common), *nets()),
+        "SE^5": lambda: SE(SEConfig(se_steps=5, **common), *nets()),
+        "SE-AVAE": lambda: SE_AVAE(SE_AVAE_Config(se_steps=5, **common), *nets()),
+        "AVAE-SS": lambda: AVAE_SS.from_pretrained(vae),
     }
-    return {name: model.to(device).train() for name, model in models.items()}
+    return {name: builders[name]().to(device).train() for name in names or builders}
 
 
 def make_step(model, batch):
@@ -229,27 +233,33 @@ def resumable_overhead(model, data, batch_size, epochs, repeats, device):
     return statistics.median(ours), statistics.median(bare)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=30, help="timed iterations per model")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=64)
+    parser.add_argument("--arch", default="colormnist-conv", choices=sorted(ARCHITECTURES),
+                        help="nets of every model (celeba-conv: 64x64 faces)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="models to time (the VAE is always timed: ratios are to it)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trainer-epochs", type=int, default=4,
                         help="epochs of 10 iterations for the trainer-overhead comparison")
     parser.add_argument("--trainer-repeats", type=int, default=3,
                         help="alternated ResumableTrainer / bare runs (each --trainer-epochs epochs)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the trainer overhead")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = args.device
     for name in ("pythae", "pythae.trainers.base_trainer.base_trainer"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"batch={args.batch_size} latent={args.latent_dim} iters={args.iters}")
-    models = build_models(args.latent_dim, device)
-    x = torch.rand(args.batch_size, *COLOR_MNIST_SHAPE, generator=torch.Generator().manual_seed(0))
+          f"arch={args.arch} batch={args.batch_size} latent={args.latent_dim} iters={args.iters}")
+    shape = ARCHITECTURES[args.arch][2]
+    names = ["VAE"] + [name for name in args.models if name != "VAE"]
+    models = build_models(args.latent_dim, device, args.arch, names)
+    x = torch.rand(args.batch_size, *shape, generator=torch.Generator().manual_seed(0))
     batch = {"data": x.to(device)}
     prior = AVAE_SS.prior_batch(args.batch_size, device=device)
     steps = {name: make_step(m, prior if name == "AVAE-SS" else batch) for name, m in models.items()}
@@ -275,14 +285,14 @@ def main():
           f"SE^5 ~ 1 + {attack:.2f} (attack) + {enc:.2f} (x~ in the batch) + decoder for x~")
 
     if not args.no_trainer:
-        data = torch.rand(10 * args.batch_size, *COLOR_MNIST_SHAPE,
+        data = torch.rand(10 * args.batch_size, *shape,
                           generator=torch.Generator().manual_seed(1))
         pythae_t, bare_t = trainer_overhead(
             copy.deepcopy(models["VAE"]), data, args.batch_size, max(args.trainer_epochs, 2), device
         )
         print(f"\nVAE iteration in Pythae's BaseTrainer.train_step: {pythae_t:.4f} s; "
               f"bare PyTorch loop: {bare_t:.4f} s; overhead {100 * (pythae_t / bare_t - 1):+.1f}%")
-        epoch_data = torch.rand(63 * args.batch_size, *COLOR_MNIST_SHAPE,  # a colorMNIST epoch
+        epoch_data = torch.rand(63 * args.batch_size, *shape,  # a colorMNIST epoch
                                 generator=torch.Generator().manual_seed(2))
         ours_t, bare_t = resumable_overhead(
             copy.deepcopy(models["VAE"]), epoch_data, args.batch_size, max(args.trainer_epochs, 2),

@@ -126,3 +126,22 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
     assert lines[2] == "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 | 35.0 | 0,1 |"
     with pytest.raises(SystemExit, match="no runs"):
         tabulate_evals.main([str(tmp_path / "empty")])
+
+
+def test_speed_times_the_chosen_models_on_the_chosen_nets(capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import speed
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    speed.main(["--arch", "celeba-conv", "--models", "AVAE", "--iters", "1", "--warmup", "0",
+                "--batch-size", "2", "--latent-dim", "8", "--device", "cpu", "--no-trainer"])
+    out = capsys.readouterr().out
+    assert "arch=celeba-conv" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in speed.MODELS}
+    assert sorted(rows) == ["AVAE", "VAE"]  # the VAE is always timed: ratios are to it
+    assert float(rows["VAE"][2]) == 1.0 and float(rows["AVAE"][2]) > 0
+    models = speed.build_models(8, "cpu", "celeba-conv", ["VAE", "AVAE"])
+    assert {name: tuple(m.model_config.input_dim) for name, m in models.items()} == {
+        "VAE": (3, 64, 64), "AVAE": (3, 64, 64)}

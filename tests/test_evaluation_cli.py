@@ -1,0 +1,71 @@
+"""``python -m pythae_avae.evaluation``: saved model folders evaluated with the paper's protocol."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from pythae.models import VAE, VAEConfig
+
+from pythae_avae.evaluation.__main__ import main
+from pythae_avae.recipes import build_model, train_for_iterations
+
+FAST = ["--eval-n", "40", "--pgd-steps", "3", "--eps", "0", "0.1", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A trained AVAE's checkpoint folder, a saved GaussianVAE and a saved Pythae VAE."""
+    root = tmp_path_factory.mktemp("models")
+    avae = build_model("AVAE", "colormnist-conv", 8, seed=0)
+    train_for_iterations(avae, torch.rand(64, 3, 28, 28), iterations=2, batch_size=32,
+                         output_dir=str(root / "avae"), device="cpu", progress=False)
+    build_model("VAE", "colormnist-conv", 8, seed=0).save(str(root / "vae"))
+    VAE(VAEConfig(input_dim=(3, 28, 28), latent_dim=4)).save(str(root / "pythae_vae"))
+    return {"AVAE": str(root / "avae" / "pythae" / "checkpoint"), "VAE": str(root / "vae"),
+            "Pythae VAE": str(root / "pythae_vae")}
+
+
+def test_evaluates_checkpoints_saved_models_and_pythae_models(folders, tmp_path, capsys):
+    names = list(folders)
+    results = main(list(folders.values()) + ["--names", *names, "--output-dir", str(tmp_path), *FAST,
+                                             "--autoattack-n", "8"])
+    assert list(results) == names
+    out = capsys.readouterr().out
+    for name, table in results.items():
+        for task in ("digit", "color"):
+            clean, attacked = table.accuracy(task, 0.0, "pgd"), table.accuracy(task, 0.1, "pgd")
+            assert clean is not None and attacked is not None and attacked <= clean
+            assert table.accuracy(task, 0.1, "autoattack") is not None
+            assert table.select(task=task, attack="pgd", eps=0.1)[0]["n"] == 40
+        assert f"| {name} |" in out
+        assert json.loads((tmp_path / name / "robustness.json").read_text())
+        assert (tmp_path / name / "autoattack" / "robustness.json").exists()
+    assert "AutoAttack on 8 test images" in out
+
+
+def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nowhere"), *FAST])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "no model_config.json" in err
+    for argv, message in (
+        ([folders["VAE"], "--names", "a", "b"], "--names needs one label per folder"),
+        ([folders["VAE"], "--eps", "-0.1"], "must be >= 0"),
+        ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
+        ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_runs_as_a_module(folders, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pythae_avae.evaluation", folders["VAE"], "--names", "VAE",
+         "--output-dir", str(tmp_path), *FAST, "--tasks", "color"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| model | color 0 | color 0.1 | majority color |" in done.stdout

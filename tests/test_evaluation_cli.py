@@ -43,6 +43,9 @@ def test_evaluates_checkpoints_saved_models_and_pythae_models(folders, tmp_path,
         assert json.loads((tmp_path / name / "robustness.json").read_text())
         assert (tmp_path / name / "autoattack" / "robustness.json").exists()
     assert "AutoAttack on 8 test images" in out
+    written = (tmp_path / "results.md").read_text()
+    assert written.startswith("Command: `python -m pythae_avae.evaluation ")
+    assert all(f"| {name} |" in written for name in names) and "AutoAttack on 8 test images" in written
 
 
 def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):

@@ -12,8 +12,9 @@ VAE-family models. Examples::
 The probe is fitted on the first ``--probe-n`` training images (default: all of colorMNIST's,
 20,000 of CelebA's); the first ``--eval-n`` test images are attacked with PGD (cross-entropy
 and margin, an image counts as broken if either breaks it) and the first ``--autoattack-n``
-with AutoAttack at ``--autoattack-eps``. Prints one Table-1-shaped row per model and writes
-each model's ``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
+with AutoAttack at ``--autoattack-eps``. Prints one Table-1-shaped row per model, writes that
+table (with the command) to ``--output-dir/results.md`` and each model's
+``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
 """
 
 import argparse
@@ -131,12 +132,17 @@ def main(argv: Optional[List[str]] = None) -> dict:
     except (FileNotFoundError, PickleRefusedError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    print(f"\n{args.data}: probe on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
-          f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)")
-    print(format_table1(results, tasks, args.eps, "pgd"))
+    command = "python -m pythae_avae.evaluation " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"Command: `{command}` ({args.device}, torch {torch.__version__})\n\n"
+            f"{args.data}: probe on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
+            f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)\n\n"
+            + format_table1(results, tasks, args.eps, "pgd") + "\n")
     if args.autoattack_n > 0:
-        print(f"\nAutoAttack on {min(args.autoattack_n, len(test[0]))} test images; accuracy (%)")
-        print(format_table1(results, tasks, args.autoattack_eps, "autoattack"))
+        text += (f"\nAutoAttack on {min(args.autoattack_n, len(test[0]))} test images; accuracy (%)\n\n"
+                 + format_table1(results, tasks, args.autoattack_eps, "autoattack") + "\n")
+    print("\n" + text)
+    with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+        f.write(text)
     return results
 
 

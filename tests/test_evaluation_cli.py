@@ -45,6 +45,7 @@ def test_evaluates_checkpoints_saved_models_and_pythae_models(folders, tmp_path,
     assert "AutoAttack on 8 test images" in out
     written = (tmp_path / "results.md").read_text()
     assert written.startswith("Command: `python -m pythae_avae.evaluation ")
+    assert "--names AVAE VAE 'Pythae VAE'" in written  # quoted as a shell would need it
     assert all(f"| {name} |" in written for name in names) and "AutoAttack on 8 test images" in written
 
 
@@ -56,6 +57,7 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
     assert "nowhere" in err and "no model_config.json" in err
     for argv, message in (
         ([folders["VAE"], "--names", "a", "b"], "--names needs one label per folder"),
+        ([folders["VAE"], folders["AVAE"], "--names", "a", "a"], "each folder needs its own label"),
         ([folders["VAE"], "--eps", "-0.1"], "must be >= 0"),
         ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
         ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),

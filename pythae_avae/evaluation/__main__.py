@@ -19,6 +19,7 @@ table (with the command) to ``--output-dir/results.md`` and each model's
 
 import argparse
 import os
+import shlex
 import sys
 from typing import List, Optional
 
@@ -26,6 +27,7 @@ import torch
 
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
+from ..recipes import default_device
 from .robustness import RobustnessTable, evaluate_robustness, format_table1
 
 
@@ -58,6 +60,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.names is not None and len(args.names) != len(args.folders):
         p.error(f"--names needs one label per folder: {len(args.folders)} folders, {len(args.names)} names")
+    labels = args.names or args.folders
+    if len(set(labels)) != len(labels):
+        p.error(f"each folder needs its own label (--names), got {labels}")
     for name in ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -123,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Runs the evaluation; returns ``{name: RobustnessTable}``. Exits with status 2 and a
     message (no traceback) when a folder or the data cannot be read."""
     args = parse_args(argv)
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or default_device()
     names = args.names or args.folders
     try:
         train, test, tasks = load_data(args)
@@ -132,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     except (FileNotFoundError, PickleRefusedError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    command = "python -m pythae_avae.evaluation " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m pythae_avae.evaluation " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"Command: `{command}` ({args.device}, torch {torch.__version__})\n\n"
             f"{args.data}: probe on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
             f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)\n\n"

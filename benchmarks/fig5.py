@@ -57,10 +57,8 @@ def parse_args(argv=None):
 
 
 def evaluate(args, model, data, label, out):
-    x_test, y_test = data["test_arrays"]
-    test = (x_test[: args.eval_n], {t: y[: args.eval_n] for t, y in y_test.items()})
     table = evaluate_robustness(
-        model, data["train_arrays"], test, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
+        model, data["train_arrays"], data["test_arrays"], n_examples=args.eval_n, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
         model_name=label, pgd_steps=args.pgd_steps, seed=args.seed, device=args.device,
         progress=not args.no_progress, output_dir=out,
     )

@@ -167,20 +167,16 @@ def load_or_train(args, row, seed, data, trained):
 
 
 def evaluate_row(args, model, row, seed, data, seconds_per_iter):
-    x_test, y_test = data["test_arrays"]
-    n = args.eval_n
-    test = (x_test[:n], {t: y[:n] for t, y in y_test.items()})
     out = run_dir(args, row, seed)
     pgd = evaluate_robustness(
-        model, data["train_arrays"], test, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
+        model, data["train_arrays"], data["test_arrays"], n_examples=args.eval_n, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
         model_name=row, pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=seed,
         device=args.device, progress=not args.no_progress, output_dir=os.path.join(out, "eval_pgd"),
     )
     rows = [dict(r) for r in pgd.rows]
     if args.aa_n > 0:
-        aa_test = (x_test[: args.aa_n], {t: y[: args.aa_n] for t, y in y_test.items()})
         aa = evaluate_robustness(
-            model, data["train_arrays"], aa_test, tasks=list(TASKS), eps=(args.aa_eps,),
+            model, data["train_arrays"], data["test_arrays"], n_examples=args.aa_n, tasks=list(TASKS), eps=(args.aa_eps,),
             attacks=("autoattack",), model_name=row, seed=seed, device=args.device,
             progress=not args.no_progress, output_dir=os.path.join(out, "eval_autoattack"),
         )
@@ -190,7 +186,7 @@ def evaluate_row(args, model, row, seed, data, seconds_per_iter):
         "iterations": row_setup(args, row)[2],
         "settings": run_settings(args, row),
         "seconds_per_iteration": seconds_per_iter,
-        "reconstruction": reconstruction_error(model, x_test),
+        "reconstruction": reconstruction_error(model, data["test_arrays"][0]),
         "consistency": autoencoding_consistency(model, n_samples=500, seed=seed),
         "evaluation": rows,
     }

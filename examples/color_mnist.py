@@ -112,7 +112,7 @@ def main(argv=None):
         print(format_consistency(name, stats))
         attacks = ("pgd", "autoattack") if args.autoattack else ("pgd",)
         results[name] = evaluate_robustness(
-            trained[name], (x_train, y_train), (x_test[: args.eval_n], {t: y[: args.eval_n] for t, y in y_test.items()}),
+            trained[name], (x_train, y_train), (x_test, y_test), n_examples=args.eval_n,
             tasks=list(TASKS), eps=tuple(args.eps), attacks=attacks, model_name=name,
             pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=args.seed,
             device=args.device, progress=not args.no_progress,

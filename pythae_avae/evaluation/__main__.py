@@ -60,9 +60,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.names is not None and len(args.names) != len(args.folders):
         p.error(f"--names needs one label per folder: {len(args.folders)} folders, {len(args.names)} names")
-    labels = args.names or args.folders
-    if len(set(labels)) != len(labels):
-        p.error(f"each folder needs its own label (--names), got {labels}")
+    args.names = args.names or args.folders
+    if len(set(args.names)) != len(args.names):
+        p.error(f"each folder needs its own label (--names), got {args.names}")
     for name in ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -90,13 +90,9 @@ def load_data(args):
         test = CelebA(split="test", limit=max(args.eval_n, args.autoattack_n), **common)
         return train.arrays(), test.arrays(), tasks
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
-    train = first(ColorMNIST("train", **source).arrays(), args.probe_n)
+    x, labels = ColorMNIST("train", **source).arrays()
+    train = x[: args.probe_n], {t: y[: args.probe_n] for t, y in labels.items()}
     return train, ColorMNIST("test", **source).arrays(), list(args.tasks or TASKS)
-
-
-def first(data, n):
-    x, labels = data
-    return x[:n], {t: y[:n] for t, y in labels.items()}
 
 
 def load_model(folder: str, allow_pickle: bool):
@@ -113,12 +109,12 @@ def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
     common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device,
                   progress=not args.no_progress)
     table = evaluate_robustness(
-        model, train, first(test, args.eval_n), eps=tuple(args.eps), attacks=("pgd",),
+        model, train, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
         pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, output_dir=out, **common)
     rows = list(table.rows)
     if args.autoattack_n > 0:
         aa = evaluate_robustness(
-            model, train, first(test, args.autoattack_n), eps=tuple(args.autoattack_eps),
+            model, train, test, n_examples=args.autoattack_n, eps=tuple(args.autoattack_eps),
             attacks=("autoattack",), output_dir=os.path.join(out, "autoattack"), **common)
         rows += [r for r in aa.rows if r["attack"] != "clean"]
     return RobustnessTable(rows)
@@ -129,11 +125,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     message (no traceback) when a folder or the data cannot be read."""
     args = parse_args(argv)
     args.device = args.device or default_device()
-    names = args.names or args.folders
     try:
         train, test, tasks = load_data(args)
         results = {name: evaluate_folder(args, folder, name, train, test, tasks)
-                   for folder, name in zip(args.folders, names)}
+                   for folder, name in zip(args.folders, args.names)}
     except (FileNotFoundError, PickleRefusedError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)

@@ -89,8 +89,20 @@ def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
         fig5.main(argv + ["--eval-n", "10"])
     with pytest.raises(SystemExit, match=r"config=\{'obs_var': 0.5\} \(this command: \{'obs_var': 0.1\}\)"):
         fig5.main(argv + ["--obs-var", "0.1"])
+    with pytest.raises(SystemExit, match=r"train_n=None \(this command: 100\)"):
+        fig5.main(argv + ["--train-n", "100"])
     with pytest.raises(SystemExit):
         fig5.parse_args(["--stages", "2", "4", "--rho-iterations", "3"])
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--train-n", "0"])
+
+
+def test_fig5_train_n_trains_on_fewer_images(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--train-n", "100", "--eval-n", "20",
+               "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path)])
+    assert json.loads((tmp_path / "runs" / "VAE" / "settings.json").read_text())["train_n"] == 100
+    assert "100 of them for training" in (tmp_path / "results.md").read_text()
 
 
 def test_ablation_x3_rows_follow_iterations(benchmarks):

@@ -26,6 +26,15 @@ def test_conv_decoder_is_smaller_than_encoder(name):
     assert n_dec < n_enc / 3
 
 
+def test_wide_decoder_is_the_conv_decoder_four_times_wider():
+    _, small = build_nets("colormnist-conv", 64)
+    _, wide = build_nets("colormnist-conv-widedec", 64)
+    assert (small.width, wide.width) == (32, 128)
+    assert sum(p.numel() for p in wide.parameters()) > 4 * sum(p.numel() for p in small.parameters())
+    with pytest.raises(ValueError, match="width must be an even number"):
+        ARCHITECTURES["colormnist-conv"][1](64, width=3)
+
+
 def test_mlp_matches_official_architecture():
     encoder, decoder = build_nets("colormnist-mlp", 64)
     linear = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear)]

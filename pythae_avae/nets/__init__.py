@@ -23,6 +23,11 @@ ARCHITECTURES = {
         ColorMNISTConvDecoder,
         COLOR_MNIST_SHAPE,
     ),
+    "colormnist-conv-widedec": (
+        ColorMNISTConvEncoder,
+        partial(ColorMNISTConvDecoder, width=128),
+        COLOR_MNIST_SHAPE,
+    ),
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 

@@ -76,3 +76,16 @@ def test_runs_as_a_module(folders, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| model | color 0 | color 0.1 | majority color |" in done.stdout
+
+
+def test_probe_n_fits_the_colormnist_probes_on_the_first_training_images():
+    import numpy as np
+
+    from pythae_avae.data import ColorMNIST
+    from pythae_avae.evaluation.__main__ import load_data, parse_args
+
+    (x, labels), test, tasks = load_data(parse_args(["some_folder", "--probe-n", "100"]))
+    full_x, full_labels = ColorMNIST("train").arrays()
+    assert x.shape == (100, 3, 28, 28) and np.array_equal(x, full_x[:100])
+    assert all(np.array_equal(labels[t], full_labels[t][:100]) for t in tasks)
+    assert len(test[0]) == 1000

@@ -90,8 +90,7 @@ def load_data(args):
         test = CelebA(split="test", limit=max(args.eval_n, args.autoattack_n), **common)
         return train.arrays(), test.arrays(), tasks
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
-    x, labels = ColorMNIST("train", **source).arrays()
-    train = x[: args.probe_n], {t: y[: args.probe_n] for t, y in labels.items()}
+    train = ColorMNIST("train", limit=args.probe_n, **source).arrays()
     return train, ColorMNIST("test", **source).arrays(), list(args.tasks or TASKS)
 
 

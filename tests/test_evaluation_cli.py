@@ -61,6 +61,7 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         ([folders["VAE"], "--eps", "-0.1"], "must be >= 0"),
         ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
         ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),
+        ([folders["VAE"], "--probe-c", "0"], "--probe-c must be > 0"),
         ([folders["VAE"], "--data-root", "data"], "--data-root is for --data celeba"),
         ([folders["VAE"], "--data", "celeba", "--mnist-root", "mnist"], "--mnist-root is for --data colormnist"),
     ):
@@ -89,3 +90,18 @@ def test_probe_n_fits_the_colormnist_probes_on_the_first_training_images():
     assert x.shape == (100, 3, 28, 28) and np.array_equal(x, full_x[:100])
     assert all(np.array_equal(labels[t], full_labels[t][:100]) for t in tasks)
     assert len(test[0]) == 1000
+
+
+def test_probe_c_sets_the_regularisation_of_every_probe(folders, tmp_path):
+    """A strongly regularised probe is a different classifier: its C is recorded, and with
+    C = 1e-6 the weights are so small that every image gets the majority-like class."""
+    tables = {}
+    for c in ("1e-6", "1"):
+        out = tmp_path / c
+        tables[c] = main([folders["VAE"], "--names", "VAE", "--output-dir", str(out), *FAST,
+                          "--probe-c", c])["VAE"]
+        card = json.loads((out / "VAE" / "robustness.json").read_text())
+        assert all(f"C={float(c):g}" in probe or (c == "1" and "C=" not in probe)
+                   for probe in card["meta"]["probes"].values()), card["meta"]["probes"]
+        assert f"probe (C = {float(c):g})" in (out / "results.md").read_text()
+    assert tables["1e-6"].accuracy("digit", 0.0, "pgd") < tables["1"].accuracy("digit", 0.0, "pgd")

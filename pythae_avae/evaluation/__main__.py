@@ -24,6 +24,7 @@ import sys
 from typing import List, Optional
 
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
@@ -43,6 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--probe-n", type=int, default=20000,
                    help="training images the probes are fitted on, the first of the split "
                         "(default 20000: all 4,000 of the embedded colorMNIST)")
+    p.add_argument("--probe-c", type=float, default=1.0,
+                   help="inverse L2 strength C of the logistic-regression probes (default 1.0, "
+                        "scikit-learn's); smaller is more regularised")
     p.add_argument("--tasks", nargs="+", help=f"tasks (default colorMNIST: {' '.join(TASKS)}; "
                                               "CelebA: the 17 of CELEBA_TASKS)")
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
@@ -66,6 +70,8 @@ def parse_args(argv=None):
     for name in ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.probe_c > 0:
+        p.error(f"--probe-c must be > 0, got {args.probe_c}")
     if args.autoattack_n < 0:
         p.error(f"--autoattack-n must be >= 0, got {args.autoattack_n}")
     if min(args.eps + args.autoattack_eps) < 0:
@@ -106,6 +112,7 @@ def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
     model = load_model(folder, args.allow_pickle)
     out = os.path.join(args.output_dir, name.strip(os.sep).replace(os.sep, "_"))
     common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device,
+                  estimator=LogisticRegression(C=args.probe_c, max_iter=5000),
                   progress=not args.no_progress)
     table = evaluate_robustness(
         model, train, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
@@ -133,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise SystemExit(2)
     command = "python -m pythae_avae.evaluation " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"Command: `{command}` ({args.device}, torch {torch.__version__})\n\n"
-            f"{args.data}: probe on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
+            f"{args.data}: logistic-regression probe (C = {args.probe_c:g}) on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
             f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)\n\n"
             + format_table1(results, tasks, args.eps, "pgd") + "\n")
     if args.autoattack_n > 0:

@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--train-n", type=int,
                    help="train on the first N of the 4,000 embedded training digits (default: all); "
                         "the test images stay the same 1,000")
+    p.add_argument("--latent-dim", type=int, default=64, help="latent dimension d of every model (paper: 64)")
     p.add_argument("--arch", default="colormnist-conv")
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -54,6 +55,8 @@ def parse_args(argv=None):
         p.error(f"--stages must be increasing positive iteration counts, got {args.stages}")
     if args.train_n is not None and args.train_n < 1:
         p.error(f"--train-n must be a positive number of training images, got {args.train_n}")
+    if args.latent_dim < 1:
+        p.error(f"--latent-dim must be >= 1, got {args.latent_dim}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -77,6 +80,7 @@ def run_settings(args, name, config) -> dict:
         seed=args.seed, eps=args.eps, eval_n=args.eval_n, pgd_steps=args.pgd_steps,
         # recorded only when set, so runs made before the flag existed still match
         **({"train_n": args.train_n} if args.train_n is not None else {}),
+        **({"latent_dim": args.latent_dim} if args.latent_dim != 64 else {}),
     )))
 
 
@@ -104,7 +108,7 @@ def staged_run(args, name, data, run_name, config, stages=None):
     for stage in stages or args.stages:
         path = os.path.join(out, f"stage_{stage}.json")
         if not os.path.isfile(path):
-            model = build_model(name, args.arch, 64, seed=args.seed, **config)
+            model = build_model(name, args.arch, args.latent_dim, seed=args.seed, **config)
             model = train_for_iterations(model, data["train"], data["test"], iterations=stage,
                                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                          output_dir=out, device=args.device, callbacks=[RecolorCallback()],
@@ -152,18 +156,18 @@ def main(argv=None):
 
     figures = []
     for task in TASKS:
-        for eps in args.eps[1:]:
+        for eps in [e for e in args.eps if e > 0]:
             rows = [{**r, "series": f"{r['run']} eps={eps:g}"} for r in by_iteration
                     if abs(r["eps"] - eps) < 1e-12]
             figures.append(plot_accuracy_curves(rows, os.path.join(args.output_dir, f"fig5_iterations_{task}_eps{eps:g}.png"),
                                                 x="iterations", task=task, series="series",
                                                 title=f"{task}, PGD-{args.pgd_steps}, eps={eps:g}"))
-        if by_rho:
-            rows = [{**r, "series": f"eps={r['eps']:g}"} for r in by_rho if r["eps"] > 0]
+        rows = [{**r, "series": f"eps={r['eps']:g}"} for r in by_rho if r["eps"] > 0]
+        if rows:  # there is nothing to plot against rho with --eps 0 alone
             figures.append(plot_accuracy_curves(rows, os.path.join(args.output_dir, f"fig5_rho_{task}.png"),
                                                 x="rho", task=task, series="series",
                                                 title=f"AVAE, {task}, {last} it., PGD-{args.pgd_steps}"))
-    note = (f"colorMNIST (embedded 5k digits, {len(train):,} of them for training), {args.arch}, latent 64, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
+    note = (f"colorMNIST (embedded 5k digits, {len(train):,} of them for training), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
             + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -2,6 +2,7 @@
 tabulate what they ran (their numbers are not checked here: see benchmarks/results)."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -91,10 +92,14 @@ def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
         fig5.main(argv + ["--obs-var", "0.1"])
     with pytest.raises(SystemExit, match=r"train_n=None \(this command: 100\)"):
         fig5.main(argv + ["--train-n", "100"])
+    with pytest.raises(SystemExit, match=r"latent_dim=None \(this command: 16\)"):
+        fig5.main(argv + ["--latent-dim", "16"])
     with pytest.raises(SystemExit):
         fig5.parse_args(["--stages", "2", "4", "--rho-iterations", "3"])
     with pytest.raises(SystemExit):
         fig5.parse_args(["--train-n", "0"])
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--latent-dim", "0"])
 
 
 def test_fig5_train_n_trains_on_fewer_images(benchmarks, tmp_path):
@@ -103,6 +108,17 @@ def test_fig5_train_n_trains_on_fewer_images(benchmarks, tmp_path):
                "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path)])
     assert json.loads((tmp_path / "runs" / "VAE" / "settings.json").read_text())["train_n"] == 100
     assert "100 of them for training" in (tmp_path / "results.md").read_text()
+
+
+def test_fig5_latent_dim_sets_every_models_code_size(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    fig5.main(["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "8", "--eval-n", "20",
+               "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path)])
+    assert json.loads((tmp_path / "runs" / "AVAE" / "settings.json").read_text())["latent_dim"] == 8
+    saved = json.loads((tmp_path / "runs" / "AVAE" / "pythae" / "checkpoint" / "model_config.json").read_text())
+    assert saved["latent_dim"] == 8
+    assert "latent 8," in (tmp_path / "results.md").read_text()
+    assert not list(tmp_path.glob("*.png"))  # clean accuracy only (--eps 0): no curve under attack to draw
 
 
 def test_ablation_x3_rows_follow_iterations(benchmarks):
@@ -157,3 +173,21 @@ def test_speed_times_the_chosen_models_on_the_chosen_nets(capsys):
     models = speed.build_models(8, "cpu", "celeba-conv", ["VAE", "AVAE"])
     assert {name: tuple(m.model_config.input_dim) for name, m in models.items()} == {
         "VAE": (3, 64, 64), "AVAE": (3, 64, 64)}
+
+
+def test_speed_splits_the_trainer_cost_into_per_step_and_per_call(capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import speed
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    speed.main(["--models", "VAE", "--iters", "1", "--warmup", "0", "--batch-size", "2",
+                "--latent-dim", "4", "--device", "cpu", "--trainer-epochs", "2", "--trainer-repeats", "1"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("VAE iteration in ResumableTrainer"))
+    assert "slope of 1 vs 3 epochs of 63 steps" in line
+    ours = float(line.split("epochs of 63 steps): ")[1].split(" s")[0])
+    bare = float(line.split("bare PyTorch loop: ")[1].split(" s")[0])
+    fixed = float(line.split("final_model): ")[1].split(" s")[0])
+    # two more epochs (126 steps) take longer than none: the slopes are positive step times
+    assert ours > 0 and bare > 0 and math.isfinite(fixed), line

@@ -43,8 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-n", type=int,
-                   help="train on the first N of the 4,000 embedded training digits (default: all); "
-                        "the test images stay the same 1,000")
+                   help="train on the first N training digits (default: all: 4,000 embedded, 60,000 with --mnist-root); "
+                        "the test images stay the same")
+    p.add_argument("--mnist-root", help="colorMNIST from full MNIST (60,000 training / 10,000 test digits) read by "
+                                        "torchvision from DIR/MNIST/raw (default: the 5,000 embedded digits)")
     p.add_argument("--latent-dim", type=int, default=64, help="latent dimension d of every model (paper: 64)")
     p.add_argument("--arch", default="colormnist-conv")
     p.add_argument("--device", default=None)
@@ -81,6 +83,7 @@ def run_settings(args, name, config) -> dict:
         # recorded only when set, so runs made before the flag existed still match
         **({"train_n": args.train_n} if args.train_n is not None else {}),
         **({"latent_dim": args.latent_dim} if args.latent_dim != 64 else {}),
+        **({"data": "full MNIST"} if args.mnist_root else {}),
     )))
 
 
@@ -140,7 +143,8 @@ def main(argv=None):
     args = parse_args(argv)
     args.device = args.device or default_device()
     os.makedirs(args.output_dir, exist_ok=True)
-    train, test = ColorMNIST("train", limit=args.train_n), ColorMNIST("test")
+    source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
+    train, test = ColorMNIST("train", limit=args.train_n, **source), ColorMNIST("test", **source)
     data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
 
     by_iteration = []
@@ -167,7 +171,9 @@ def main(argv=None):
             figures.append(plot_accuracy_curves(rows, os.path.join(args.output_dir, f"fig5_rho_{task}.png"),
                                                 x="rho", task=task, series="series",
                                                 title=f"AVAE, {task}, {last} it., PGD-{args.pgd_steps}"))
-    note = (f"colorMNIST (embedded 5k digits, {len(train):,} of them for training), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
+    digits = f"full MNIST, {len(train):,} training and {len(test):,} test digits" if args.mnist_root \
+        else f"embedded 5k digits, {len(train):,} of them for training"
+    note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
             + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mnist_files import write_mnist
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -191,3 +193,16 @@ def test_speed_splits_the_trainer_cost_into_per_step_and_per_call(capsys):
     fixed = float(line.split("final_model): ")[1].split(" s")[0])
     # two more epochs (126 steps) take longer than none: the slopes are positive step times
     assert ours > 0 and bare > 0 and math.isfinite(fixed), line
+
+
+def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    write_mnist(tmp_path / "data", sizes=(("train", 40), ("t10k", 30)))
+    out = tmp_path / "out"
+    fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--mnist-root", str(tmp_path / "data"),
+               "--eval-n", "20", "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress",
+               "--output-dir", str(out)])
+    assert json.loads((out / "runs" / "VAE" / "settings.json").read_text())["data"] == "full MNIST"
+    assert "full MNIST, 40 training and 30 test digits" in (out / "results.md").read_text()
+    rows = json.loads((out / "runs" / "VAE" / "stage_2.json").read_text())
+    assert {r["n"] for r in rows} == {20}

@@ -5,6 +5,8 @@ import torch
 from pythae_avae.data import ColorMNIST, RecolorCallback, color_masks, colorize, decode_color
 from pythae_avae.data.color_mnist import load_mnist_digits
 
+from mnist_files import write_mnist
+
 
 @pytest.fixture(scope="module")
 def test_set():
@@ -125,21 +127,7 @@ class Test_Errors:
             ColorMNIST("train", source="torchvision")
 
     def test_torchvision_source_reads_idx_files(self, tmp_path):
-        # full MNIST in torchvision's on-disk format (idx, uncompressed), 12 images
-        raw = tmp_path / "MNIST" / "raw"
-        raw.mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        written = {}
-        for prefix, n in (("train", 12), ("t10k", 6)):
-            images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-            images[:, 14, 14] = 255  # every digit has a lit pixel, so its colour is visible
-            labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-            written[prefix] = labels
-            with open(raw / f"{prefix}-images-idx3-ubyte", "wb") as f:
-                f.write((2051).to_bytes(4, "big") + n.to_bytes(4, "big"))
-                f.write((28).to_bytes(4, "big") * 2 + images.tobytes())
-            with open(raw / f"{prefix}-labels-idx1-ubyte", "wb") as f:
-                f.write((2049).to_bytes(4, "big") + n.to_bytes(4, "big") + labels.tobytes())
+        written = write_mnist(tmp_path)  # 12 training and 6 test images
         ds = ColorMNIST("train", source="torchvision", root=str(tmp_path))
         x, labels = ds.arrays()
         assert x.shape == (12, 3, 28, 28)

@@ -158,12 +158,18 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
         tabulate_evals.main([str(tmp_path / "empty")])
 
 
-def test_speed_times_the_chosen_models_on_the_chosen_nets(capsys):
+@pytest.fixture(scope="module")
+def speed():
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import speed
+
+        yield speed
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+def test_speed_times_the_chosen_models_on_the_chosen_nets(speed, capsys):
     speed.main(["--arch", "celeba-conv", "--models", "AVAE", "--iters", "1", "--warmup", "0",
                 "--batch-size", "2", "--latent-dim", "8", "--device", "cpu", "--no-trainer"])
     out = capsys.readouterr().out
@@ -177,12 +183,7 @@ def test_speed_times_the_chosen_models_on_the_chosen_nets(capsys):
         "VAE": (3, 64, 64), "AVAE": (3, 64, 64)}
 
 
-def test_speed_splits_the_trainer_cost_into_per_step_and_per_call(capsys):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import speed
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def test_speed_splits_the_trainer_cost_into_per_step_and_per_call(speed, capsys):
     speed.main(["--models", "VAE", "--iters", "1", "--warmup", "0", "--batch-size", "2",
                 "--latent-dim", "4", "--device", "cpu", "--trainer-epochs", "2", "--trainer-repeats", "1"])
     out = capsys.readouterr().out

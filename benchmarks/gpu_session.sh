@@ -14,6 +14,8 @@
 # and tabulate with table1.py --summarize-only, or tabulate_evals.py for runs stopped before
 # their AutoAttack (see benchmarks/results/table1_gpu_3k/results.md).
 # A dry run of the script itself on a CPU: DEVICE=cpu ITERS=20 EVAL_N=50 AA_N=10 SPEED_ITERS=2.
+# MNIST_ROOT=data trains and evaluates Table 1 on full MNIST (benchmarks/mnist_from_npm.sh data
+# puts it there; the device machine reaches no network, so carry the data folder to it).
 set -u
 DEVICE=${DEVICE:-cuda}
 OUT=${1:?usage: gpu_session.sh OUT_DIR [SECONDS] [SEEDS] [SE_SEEDS]}
@@ -54,7 +56,7 @@ stop_at=$(($(left) - 25))
 run_rows() {  # seed, rows...
     local seed=$1; shift
     timeout "$stop_at" python3 benchmarks/table1.py --rows "$@" --seeds "$seed" --iterations "$ITERS" \
-        --eval-n "${EVAL_N:-1000}" --pgd-steps 100 --aa-n "${AA_N:-200}" --device "$DEVICE" --output-dir "$T1" --no-progress \
+        --eval-n "${EVAL_N:-1000}" --pgd-steps 100 --aa-n "${AA_N:-200}" --device "$DEVICE" --output-dir "$T1" --no-progress ${MNIST_ROOT:+--mnist-root "$MNIST_ROOT"} \
         >"$T1/logs/$(echo "$*" | tr ' ^' '_-')_seed$seed.log" 2>&1 &
 }
 for s in $SEEDS; do run_rows "$s" VAE AVAE-SS; run_rows "$s" AVAE; done

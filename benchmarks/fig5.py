@@ -17,6 +17,7 @@ Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<ta
 import argparse
 import glob
 import json
+import math
 import os
 import sys
 
@@ -173,10 +174,15 @@ def main(argv=None):
                                                 title=f"AVAE, {task}, {last} it., PGD-{args.pgd_steps}"))
     digits = f"full MNIST, {len(train):,} training and {len(test):,} test digits" if args.mnist_root \
         else f"embedded 5k digits, {len(train):,} of them for training"
+    per_epoch = math.ceil(len(train) / args.batch_size)  # train_for_iterations runs whole epochs
+    ran = {stage: math.ceil(stage / per_epoch) * per_epoch for stage in sorted({*args.stages, last})}
+    rounding = "" if all(stage == steps for stage, steps in ran.items()) else (
+        f"\n\nBudgets are rounded up to whole epochs of {per_epoch} batches: "
+        + ", ".join(f"{stage:,} -> {steps:,}" for stage, steps in ran.items()) + " iterations.")
     note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
-            + " ".join(argv if argv is not None else sys.argv[1:]))
+            + " ".join(argv if argv is not None else sys.argv[1:]) + rounding)
     text = (f"# Fig. 5 (colorMNIST)\n\n{note}\n\n## Against training iteration\n\n{markdown(by_iteration, 'iterations', args)}\n"
             f"\n## Against rho (AVAE, {last} iterations)\n\n{markdown(by_rho, 'rho', args)}\n")
     print(text)

@@ -200,10 +200,14 @@ def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
     write_mnist(tmp_path / "data", sizes=(("train", 40), ("t10k", 30)))
     out = tmp_path / "out"
-    fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--mnist-root", str(tmp_path / "data"),
+    fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--mnist-root", str(tmp_path / "data"), "--batch-size", "16",
                "--eval-n", "20", "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress",
                "--output-dir", str(out)])
     assert json.loads((out / "runs" / "VAE" / "settings.json").read_text())["data"] == "full MNIST"
-    assert "full MNIST, 40 training and 30 test digits" in (out / "results.md").read_text()
+    text = (out / "results.md").read_text()
+    assert "full MNIST, 40 training and 30 test digits" in text
+    # 40 images in batches of 16 make 3-step epochs: the 2-iteration budget ran one whole epoch
+    assert "rounded up to whole epochs of 3 batches: 2 -> 3 iterations." in text
+
     rows = json.loads((out / "runs" / "VAE" / "stage_2.json").read_text())
     assert {r["n"] for r in rows} == {20}

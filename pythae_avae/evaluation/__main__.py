@@ -24,11 +24,11 @@ import sys
 from typing import List, Optional
 
 import torch
-from sklearn.linear_model import LogisticRegression
 
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
 from ..recipes import default_device
+from .linear_probe import default_estimator
 from .robustness import RobustnessTable, evaluate_robustness, format_table1
 
 
@@ -112,7 +112,7 @@ def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
     model = load_model(folder, args.allow_pickle)
     out = os.path.join(args.output_dir, name.strip(os.sep).replace(os.sep, "_"))
     common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device,
-                  estimator=LogisticRegression(C=args.probe_c, max_iter=5000),
+                  estimator=default_estimator(C=args.probe_c),
                   progress=not args.no_progress)
     table = evaluate_robustness(
         model, train, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),

@@ -19,8 +19,9 @@ from torch import nn
 from .features import as_encoder, embed
 
 
-def default_estimator():
-    return LogisticRegression(max_iter=5000)
+def default_estimator(C: float = 1.0):
+    """The probe: logistic regression with inverse L2 strength ``C`` (scikit-learn's default 1)."""
+    return LogisticRegression(C=C, max_iter=5000)
 
 
 def _check_labels(y, n: int, name: str = "y") -> np.ndarray:

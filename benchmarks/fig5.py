@@ -17,14 +17,13 @@ Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<ta
 import argparse
 import glob
 import json
-import math
 import os
 import sys
 
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
-from pythae_avae.recipes import build_model, default_device, train_for_iterations
+from pythae_avae.recipes import build_model, default_device, epoch_budget, train_for_iterations
 from table1 import refuse_other_settings
 
 
@@ -174,8 +173,9 @@ def main(argv=None):
                                                 title=f"AVAE, {task}, {last} it., PGD-{args.pgd_steps}"))
     digits = f"full MNIST, {len(train):,} training and {len(test):,} test digits" if args.mnist_root \
         else f"embedded 5k digits, {len(train):,} of them for training"
-    per_epoch = math.ceil(len(train) / args.batch_size)  # train_for_iterations runs whole epochs
-    ran = {stage: math.ceil(stage / per_epoch) * per_epoch for stage in sorted({*args.stages, last})}
+    budgets = {stage: epoch_budget(stage, len(train), args.batch_size) for stage in sorted({*args.stages, last})}
+    ran = {stage: per_epoch * epochs for stage, (per_epoch, epochs) in budgets.items()}
+    per_epoch = budgets[last][0]
     rounding = "" if all(stage == steps for stage, steps in ran.items()) else (
         f"\n\nBudgets are rounded up to whole epochs of {per_epoch} batches: "
         + ", ".join(f"{stage:,} -> {steps:,}" for stage, steps in ran.items()) + " iterations.")

@@ -6,7 +6,7 @@ Used by ``examples/`` and ``benchmarks/``; every model goes through
 
 import math
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -61,6 +61,14 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
     return model_cls(model_config, encoder=encoder, decoder=decoder)
 
 
+def epoch_budget(iterations: int, n_train: int, global_batch_size: int) -> Tuple[int, int]:
+    """``(steps per epoch, epochs)`` that :func:`train_for_iterations` runs for a budget of
+    ``iterations``: rounded up to whole epochs, so it makes ``epochs × steps per epoch`` steps."""
+    # at least 1, so that empty data reaches the pipeline's check, which names it
+    steps_per_epoch = max(1, math.ceil(n_train / global_batch_size))
+    return steps_per_epoch, max(1, math.ceil(iterations / steps_per_epoch))
+
+
 def train_for_iterations(
     model,
     train_data,
@@ -94,12 +102,11 @@ def train_for_iterations(
     if chunk_iterations is not None and chunk_iterations < 1:
         raise ValueError(f"chunk_iterations must be >= 1, got {chunk_iterations}")
     world_size = max(1, int(os.environ.get("WORLD_SIZE", 1)))  # under torchrun: global batch
-    # at least 1, so that empty data reaches the pipeline's check, which names it
-    steps_per_epoch = max(1, math.ceil(len(train_data) / (batch_size * world_size)))
+    _, num_epochs = epoch_budget(iterations, len(train_data), batch_size * world_size)
     device = device or default_device()
     config = ResumableTrainerConfig(
         output_dir=os.path.join(output_dir, "pythae"),
-        num_epochs=max(1, math.ceil(iterations / steps_per_epoch)),
+        num_epochs=num_epochs,
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=256,
         learning_rate=learning_rate,

@@ -76,6 +76,10 @@ def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+# one fig5 stage of a few steps, evaluated clean on 20 images
+FIG5_TINY = ["--eval-n", "20", "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress"]
+
+
 def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
     argv = ["--models", "VAE", "AVAE", "--stages", "2", "4", "--rhos", "0.9", "--rho-iterations", "2",
@@ -106,16 +110,14 @@ def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
 
 def test_fig5_train_n_trains_on_fewer_images(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
-    fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--train-n", "100", "--eval-n", "20",
-               "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path)])
+    fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--train-n", "100", *FIG5_TINY, "--output-dir", str(tmp_path)])
     assert json.loads((tmp_path / "runs" / "VAE" / "settings.json").read_text())["train_n"] == 100
     assert "100 of them for training" in (tmp_path / "results.md").read_text()
 
 
 def test_fig5_latent_dim_sets_every_models_code_size(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
-    fig5.main(["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "8", "--eval-n", "20",
-               "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path)])
+    fig5.main(["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "8", *FIG5_TINY, "--output-dir", str(tmp_path)])
     assert json.loads((tmp_path / "runs" / "AVAE" / "settings.json").read_text())["latent_dim"] == 8
     saved = json.loads((tmp_path / "runs" / "AVAE" / "pythae" / "checkpoint" / "model_config.json").read_text())
     assert saved["latent_dim"] == 8
@@ -201,13 +203,11 @@ def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):
     write_mnist(tmp_path / "data", sizes=(("train", 40), ("t10k", 30)))
     out = tmp_path / "out"
     fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--mnist-root", str(tmp_path / "data"), "--batch-size", "16",
-               "--eval-n", "20", "--pgd-steps", "1", "--eps", "0", "--device", "cpu", "--no-progress",
-               "--output-dir", str(out)])
+               *FIG5_TINY, "--output-dir", str(out)])
     assert json.loads((out / "runs" / "VAE" / "settings.json").read_text())["data"] == "full MNIST"
     text = (out / "results.md").read_text()
     assert "full MNIST, 40 training and 30 test digits" in text
     # 40 images in batches of 16 make 3-step epochs: the 2-iteration budget ran one whole epoch
     assert "rounded up to whole epochs of 3 batches: 2 -> 3 iterations." in text
-
     rows = json.loads((out / "runs" / "VAE" / "stage_2.json").read_text())
     assert {r["n"] for r in rows} == {20}

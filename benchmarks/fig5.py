@@ -23,6 +23,7 @@ import sys
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
+from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import build_model, default_device, epoch_budget, train_for_iterations
 from table1 import refuse_other_settings
 
@@ -48,7 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--mnist-root", help="colorMNIST from full MNIST (60,000 training / 10,000 test digits) read by "
                                         "torchvision from DIR/MNIST/raw (default: the 5,000 embedded digits)")
     p.add_argument("--latent-dim", type=int, default=64, help="latent dimension d of every model (paper: 64)")
-    p.add_argument("--arch", default="colormnist-conv")
+    p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
     p.add_argument("--no-progress", action="store_true")

@@ -34,6 +34,7 @@ import torch
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
 from pythae_avae.evaluation import evaluate_robustness
+from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import build_model, default_device, post_train_avae_ss, train_for_iterations
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
@@ -67,7 +68,7 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--obs-var", type=float, default=0.5)
-    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-conv-nobn", "colormnist-mlp"])
+    p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--eval-n", type=int, default=1000)
     p.add_argument("--pgd-steps", type=int, default=100)

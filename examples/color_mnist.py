@@ -22,6 +22,7 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, format_consistency
 from pythae_avae.evaluation import evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
+from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import MODEL_NAMES, available_models, default_device, train_by_name
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
@@ -37,7 +38,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     p.add_argument("--models", nargs="+", default=["VAE", "AVAE"], choices=list(MODEL_NAMES))
-    p.add_argument("--arch", default="colormnist-conv", choices=["colormnist-conv", "colormnist-conv-nobn", "colormnist-mlp"])
+    p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--iterations", type=int, help="training iterations per model (overrides preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides preset)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -108,6 +108,15 @@ def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
         fig5.parse_args(["--latent-dim", "0"])
 
 
+def test_colormnist_commands_offer_every_colormnist_net(benchmarks, capsys):
+    table1, fig5, _ = benchmarks
+    for parse in (table1.parse_args, fig5.parse_args):
+        assert parse(["--arch", "colormnist-conv-widedec"]).arch == "colormnist-conv-widedec"
+        with pytest.raises(SystemExit):
+            parse(["--arch", "celeba-conv"])  # 64x64 faces, not colorMNIST
+        assert "--arch: invalid choice: 'celeba-conv'" in capsys.readouterr().err
+
+
 def test_fig5_train_n_trains_on_fewer_images(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
     fig5.main(["--models", "VAE", "--stages", "2", "--rhos", "--train-n", "100", *FIG5_TINY, "--output-dir", str(tmp_path)])

@@ -41,3 +41,6 @@ def test_presets_and_bad_model_names():
     assert example.parse_args(["--iterations", "7"]).iterations == 7
     with pytest.raises(SystemExit):
         example.parse_args(["--models", "GAN"])
+    assert example.parse_args(["--arch", "colormnist-conv-widedec"]).arch == "colormnist-conv-widedec"
+    with pytest.raises(SystemExit):
+        example.parse_args(["--arch", "celeba-conv"])

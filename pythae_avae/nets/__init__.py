@@ -1,6 +1,7 @@
 """Encoders/decoders of the paper's experiments, as Pythae ``BaseEncoder``/``BaseDecoder``.
 
-:data:`ARCHITECTURES` maps a name to its (encoder, decoder) classes, for command lines.
+:data:`ARCHITECTURES` maps a name to its (encoder, decoder) classes and input shape, for
+command lines; :data:`COLOR_MNIST_ARCHITECTURES` lists the names that take colorMNIST images.
 """
 
 from functools import partial
@@ -31,6 +32,9 @@ ARCHITECTURES = {
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 
+# the colorMNIST command lines offer these, so a new net is offered by adding it above
+COLOR_MNIST_ARCHITECTURES = sorted(name for name, (_, _, shape) in ARCHITECTURES.items() if shape == COLOR_MNIST_SHAPE)
+
 
 def build_nets(name: str, latent_dim: int):
     """Returns ``(encoder, decoder)`` instances of the named architecture.
@@ -47,6 +51,7 @@ def build_nets(name: str, latent_dim: int):
 
 __all__ = [
     "ARCHITECTURES",
+    "COLOR_MNIST_ARCHITECTURES",
     "build_nets",
     "CELEBA_SHAPE",
     "COLOR_MNIST_SHAPE",

@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--mnist-root", help="colorMNIST from full MNIST (60,000 training / 10,000 test digits) read by "
                                         "torchvision from DIR/MNIST/raw (default: the 5,000 embedded digits)")
     p.add_argument("--latent-dim", type=int, default=64, help="latent dimension d of every model (paper: 64)")
+    p.add_argument("--aux-noise-std", type=float, default=None,
+                   help="std of the noise on the AVAE's delusion (default: sqrt(--obs-var), the literal Q_AVAE)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -60,6 +62,8 @@ def parse_args(argv=None):
         p.error(f"--train-n must be a positive number of training images, got {args.train_n}")
     if args.latent_dim < 1:
         p.error(f"--latent-dim must be >= 1, got {args.latent_dim}")
+    if args.aux_noise_std is not None and not args.aux_noise_std >= 0:
+        p.error(f"--aux-noise-std must be >= 0, got {args.aux_noise_std}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -74,6 +78,16 @@ def evaluate(args, model, data, label, out):
         progress=not args.no_progress, output_dir=out,
     )
     return [dict(r) for r in table.rows]
+
+
+def model_config(args, name, rho=None) -> dict:
+    """Config fields of model ``name`` under ``args``; ``rho`` overrides ``--rho``."""
+    config = {"obs_var": args.obs_var}
+    if "AVAE" in name:
+        config["rho"] = args.rho if rho is None else rho
+        if args.aux_noise_std is not None:  # absent otherwise, so older runs' settings still match
+            config["aux_noise_std"] = args.aux_noise_std
+    return config
 
 
 def run_settings(args, name, config) -> dict:
@@ -150,13 +164,12 @@ def main(argv=None):
 
     by_iteration = []
     for name in args.models:
-        config = {"obs_var": args.obs_var, **({"rho": args.rho} if "AVAE" in name else {})}
-        by_iteration += staged_run(args, name, data, name, config)
+        by_iteration += staged_run(args, name, data, name, model_config(args, name))
     last = args.rho_iterations
     by_rho = [{**r, "rho": args.rho} for r in by_iteration if r["run"] == "AVAE" and r["iterations"] == last]
     for rho in args.rhos:
         by_rho += [{**r, "rho": rho, "run": "AVAE"}
-                   for r in staged_run(args, "AVAE", data, f"AVAE rho={rho:g}", {"obs_var": args.obs_var, "rho": rho},
+                   for r in staged_run(args, "AVAE", data, f"AVAE rho={rho:g}", model_config(args, "AVAE", rho),
                                        stages=[last])]
 
     figures = []
@@ -180,7 +193,9 @@ def main(argv=None):
     rounding = "" if all(stage == steps for stage, steps in ran.items()) else (
         f"\n\nBudgets are rounded up to whole epochs of {per_epoch} batches: "
         + ", ".join(f"{stage:,} -> {steps:,}" for stage, steps in ran.items()) + " iterations.")
-    note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}, Adam lr {args.lr}, batch {args.batch_size}, "
+    note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}"
+            + (f", AVAE delusion noise std {args.aux_noise_std:g}" if args.aux_noise_std is not None else "")
+            + f", Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + rounding)

@@ -396,6 +396,17 @@ class Test_Model_forward:
         assert torch.equal(a.recon_loss, b.recon_loss) and torch.equal(a.reg_loss, b.reg_loss)
         assert not torch.allclose(a.coupling_loss, b.coupling_loss)
 
+    @pytest.mark.parametrize("std", [0.0, 0.8])
+    def test_aux_noise_std_replaces_sqrt_obs_var(self, config_kwargs, std):
+        model = AVAE(AVAEConfig(**{**config_kwargs, "obs_var": 0.3, "aux_noise": True, "aux_noise_std": std}))
+        recon = torch.full((200, *model.input_dim), 0.5)
+        torch.manual_seed(0)
+        noise = (model.delusion(recon) - recon).flatten()
+        if std == 0:
+            assert torch.equal(noise, torch.zeros_like(noise))
+        else:
+            assert abs(noise.std().item() / std - 1) < 0.01
+
     @pytest.mark.parametrize("official,power", [(False, 0.5), (True, 1.0)])
     def test_sampling_std(self, official, power):
         """Spec §9.9: z = mu + exp(logvar/2) eps (the official code used exp(logvar))."""

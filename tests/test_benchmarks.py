@@ -134,6 +134,20 @@ def test_fig5_latent_dim_sets_every_models_code_size(benchmarks, tmp_path):
     assert not list(tmp_path.glob("*.png"))  # clean accuracy only (--eps 0): no curve under attack to draw
 
 
+def test_fig5_aux_noise_std_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    fig5.main(["--models", "AVAE", "VAE", "--stages", "2", "--rhos", "0.9", "--aux-noise-std", "0.3", "--latent-dim", "4",
+               *FIG5_TINY, "--output-dir", str(tmp_path)])
+    runs = tmp_path / "runs"
+    for run in ("AVAE", "AVAE rho=0.9"):
+        assert json.loads((runs / run / "settings.json").read_text())["config"]["aux_noise_std"] == 0.3
+        assert json.loads((runs / run / "pythae" / "checkpoint" / "model_config.json").read_text())["aux_noise_std"] == 0.3
+    assert "aux_noise_std" not in json.loads((runs / "VAE" / "settings.json").read_text())["config"]
+    assert "AVAE delusion noise std 0.3," in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--aux-noise-std", "-1"])
+
+
 def test_ablation_x3_rows_follow_iterations(benchmarks):
     _, _, ablations = benchmarks
     rows = ablations.variants_for(["--iterations", "10"])

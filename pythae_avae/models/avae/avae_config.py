@@ -1,4 +1,5 @@
-from typing import Literal
+import math
+from typing import Literal, Optional
 
 from pydantic.dataclasses import dataclass
 
@@ -19,6 +20,10 @@ class AVAEConfig(AVAEFamilyConfig):
             3,000 iterations, seeds 0 and 1) found the noisy delusion the only variant that
             beats the VAE under attack: digit accuracy at eps = 0.1 of 46.4 / 36.0 % against
             7.8 / 7.8 % for the VAE and 7.0 % for the mean-delusion AVAE (seed 0). Default: True.
+        aux_noise_std (float): standard deviation of the delusion's noise; None (default) uses
+            ``sqrt(obs_var)``, the sample ``Q_AVAE`` states. Another value decouples the noise
+            from the likelihood's variance, for ablations. Needs ``aux_noise=True``.
+            Default: None.
         coupling_estimator (str): ``"analytic"`` integrates z over ``q(z|x)`` treating ``x~`` as
             fixed (official code); ``"paired"`` evaluates the coupling at the sample z that
             produced ``x~`` (spec §1.4). Default: ``"analytic"``.
@@ -28,9 +33,16 @@ class AVAEConfig(AVAEFamilyConfig):
 
     rho: float = 0.975
     aux_noise: bool = True
+    aux_noise_std: Optional[float] = None
     coupling_estimator: Literal["analytic", "paired"] = "analytic"
     coupling: Literal["product", "entropic_ot"] = "product"
 
     def __post_init__(self):
         super().__post_init__()
         check_rho(self.rho, "rho")
+        if self.aux_noise_std is not None:
+            if not self.aux_noise:
+                raise ValueError("aux_noise_std needs aux_noise=True (the delusion is noise-free otherwise), "
+                                 f"got aux_noise_std={self.aux_noise_std}")
+            if not (math.isfinite(self.aux_noise_std) and self.aux_noise_std >= 0):
+                raise ValueError(f"aux_noise_std must be a finite number >= 0 or None, got {self.aux_noise_std}")

@@ -36,9 +36,11 @@ class AVAE(AVAEFamilyModel):
 
     def delusion(self, recon_x: torch.Tensor) -> torch.Tensor:
         """The auxiliary image ``x~``: the decoder output, cut from the autograd graph."""
+        cfg = self.model_config
         x_aux = recon_x.detach()
-        if self.model_config.aux_noise:
-            x_aux = x_aux + self.model_config.obs_var**0.5 * torch.randn_like(x_aux)
+        if cfg.aux_noise:
+            std = cfg.obs_var**0.5 if cfg.aux_noise_std is None else cfg.aux_noise_std
+            x_aux = x_aux + std * torch.randn_like(x_aux)
         return x_aux
 
     def avae_terms(self, vae: dict, mu_aux: torch.Tensor, logvar_aux: torch.Tensor) -> dict:

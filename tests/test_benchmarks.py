@@ -184,14 +184,10 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def speed():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import speed
+def speed(benchmarks):
+    import speed  # importable: the benchmarks fixture keeps benchmarks/ on sys.path
 
-        yield speed
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return speed
 
 
 def test_speed_times_the_chosen_models_on_the_chosen_nets(speed, capsys):

@@ -6,7 +6,8 @@ baseline on the same ConvNet. Resumable exactly like ``table1.py`` (same options
 Each AVAE variant changes one thing relative to the mean-delusion AVAE of the official code
 (rho 0.975, obs_var 0.5, x~ = decoder mean, analytic coupling, product coupling,
 ``--iterations`` steps). These runs chose the package default ``aux_noise=True`` (the
-"AVAE noisy x~" row; see ``benchmarks/results/ablations/results.md``).
+"AVAE noisy x~" row; see ``benchmarks/results/ablations/results.md``), whose noise has the
+likelihood's std sqrt(obs_var): ``--aux-noise-std`` defaults to ``likelihood`` here.
 """
 
 import sys
@@ -60,4 +61,4 @@ def variants_for(argv):
 if __name__ == "__main__":
     argv = sys.argv[1:]
     main(argv, rows=variants_for(argv), title="AVAE ablations (colorMNIST)", doc=__doc__,
-         output_dir="benchmarks/results/ablations")
+         output_dir="benchmarks/results/ablations", aux_noise_std=None)

@@ -24,7 +24,8 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
-from pythae_avae.recipes import build_model, default_device, epoch_budget, train_for_iterations
+from pythae_avae.recipes import (add_aux_noise_std_argument, aux_noise_std_note, build_model, default_device,
+                                 epoch_budget, train_for_iterations, with_aux_noise_std)
 from table1 import refuse_other_settings
 
 
@@ -49,8 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--mnist-root", help="colorMNIST from full MNIST (60,000 training / 10,000 test digits) read by "
                                         "torchvision from DIR/MNIST/raw (default: the 5,000 embedded digits)")
     p.add_argument("--latent-dim", type=int, default=64, help="latent dimension d of every model (paper: 64)")
-    p.add_argument("--aux-noise-std", type=float, default=None,
-                   help="std of the noise on the AVAE's delusion (default: sqrt(--obs-var), the literal Q_AVAE)")
+    add_aux_noise_std_argument(p)
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -62,8 +62,6 @@ def parse_args(argv=None):
         p.error(f"--train-n must be a positive number of training images, got {args.train_n}")
     if args.latent_dim < 1:
         p.error(f"--latent-dim must be >= 1, got {args.latent_dim}")
-    if args.aux_noise_std is not None and not args.aux_noise_std >= 0:
-        p.error(f"--aux-noise-std must be >= 0, got {args.aux_noise_std}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -85,9 +83,7 @@ def model_config(args, name, rho=None) -> dict:
     config = {"obs_var": args.obs_var}
     if "AVAE" in name:
         config["rho"] = args.rho if rho is None else rho
-        if args.aux_noise_std is not None:  # absent otherwise, so older runs' settings still match
-            config["aux_noise_std"] = args.aux_noise_std
-    return config
+    return with_aux_noise_std(name, config, args.aux_noise_std)
 
 
 def run_settings(args, name, config) -> dict:
@@ -194,7 +190,7 @@ def main(argv=None):
         f"\n\nBudgets are rounded up to whole epochs of {per_epoch} batches: "
         + ", ".join(f"{stage:,} -> {steps:,}" for stage, steps in ran.items()) + " iterations.")
     note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}"
-            + (f", AVAE delusion noise std {args.aux_noise_std:g}" if args.aux_noise_std is not None else "")
+            + aux_noise_std_note(args.aux_noise_std)
             + f", Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "

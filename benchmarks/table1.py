@@ -35,7 +35,9 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
-from pythae_avae.recipes import build_model, default_device, post_train_avae_ss, train_for_iterations
+from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
+                                 build_model, default_device, post_train_avae_ss, train_for_iterations,
+                                 with_aux_noise_std)
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
@@ -57,7 +59,8 @@ PRESETS = {
 }
 
 
-def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results/table1"):
+def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results/table1",
+               aux_noise_std=COMMAND_AUX_NOISE_STD):
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), help="named budget (see PRESETS); flags override it")
     p.add_argument("--rows", nargs="+", default=list(rows), choices=list(rows))
@@ -68,6 +71,7 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--obs-var", type=float, default=0.5)
+    add_aux_noise_std_argument(p, aux_noise_std)
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--eval-n", type=int, default=1000)
@@ -99,7 +103,7 @@ def row_setup(args, row):
     config = {"obs_var": args.obs_var, **fields}  # a row may set its own obs_var
     iterations = config.pop("iterations", args.iterations)
     arch = config.pop("arch", args.arch)
-    return name, config, iterations, arch
+    return name, with_aux_noise_std(name, config, args.aux_noise_std), iterations, arch
 
 
 def run_settings(args, row) -> dict:
@@ -232,8 +236,8 @@ def summarize(args, results):
 
 
 def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
-         output_dir="benchmarks/results/table1"):
-    args = parse_args(argv, rows, doc, output_dir)
+         output_dir="benchmarks/results/table1", aux_noise_std=COMMAND_AUX_NOISE_STD):
+    args = parse_args(argv, rows, doc, output_dir, aux_noise_std)
     args.device = args.device or default_device()
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
     train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)
@@ -265,7 +269,8 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
     note = (
         f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
-        f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}, {args.iterations} iterations, "
+        f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}{aux_noise_std_note(args.aux_noise_std)}, "
+        f"{args.iterations} iterations, "
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
         f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
         f"AutoAttack at eps {args.aa_eps} on {args.aa_n}. Mean ± std over seeds. "

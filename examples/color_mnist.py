@@ -23,7 +23,8 @@ from pythae_avae.diagnostics import autoencoding_consistency, format_consistency
 from pythae_avae.evaluation import evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
-from pythae_avae.recipes import MODEL_NAMES, available_models, default_device, train_by_name
+from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
+                                 aux_noise_std_note, default_device, train_by_name, with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3).
@@ -45,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--rho", type=float, default=0.975)
     p.add_argument("--obs-var", type=float, default=0.5)
+    add_aux_noise_std_argument(p)
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--eval-n", type=int, help="test images attacked per task (overrides preset)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
@@ -101,8 +103,9 @@ def main(argv=None):
     for name in args.models:
         start = time.perf_counter()
         config = {"obs_var": args.obs_var}
-        if name in ("AVAE", "SE-AVAE", "AVAE-SS"):
+        if name in DELUSION_MODELS:
             config["rho"] = args.rho
+        config = with_aux_noise_std(name, config, args.aux_noise_std)
         train_by_name(name, train, test, trained, args.arch, args.latent_dim, config, args.output_dir,
                       callbacks=[RecolorCallback()], iterations=args.iterations, batch_size=args.batch_size,
                       learning_rate=args.lr, seed=args.seed, device=args.device,
@@ -130,7 +133,8 @@ def main(argv=None):
                              task=task, attack="pgd", title=f"{task}: PGD accuracy vs eps")
     header = (f"Adversarial accuracy (%) of a linear probe on mu(x), L-inf PGD-{args.pgd_steps} "
               f"x{args.pgd_restarts} restarts (CE and margin), n={len(x_test[: args.eval_n])} "
-              f"test images, seed {args.seed}, {args.iterations} training iterations")
+              f"test images, seed {args.seed}, {args.iterations} training iterations"
+              + aux_noise_std_note(args.aux_noise_std))
     print("\n" + header + "\n" + table)
     with open(os.path.join(args.output_dir, "table.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")

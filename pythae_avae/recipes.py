@@ -4,6 +4,7 @@ Used by ``examples/`` and ``benchmarks/``; every model goes through
 :class:`pythae_avae.pipelines.TrainingPipeline` (Pythae's pipeline plus per-term logging).
 """
 
+import argparse
 import math
 import os
 from typing import Dict, List, Optional, Tuple
@@ -23,6 +24,51 @@ MODEL_NAMES: Dict[str, str] = {
     "SE-AVAE": "SE_AVAE_Config",
     "AVAE-SS": "AVAE_SS_Config",
 }
+
+
+#: models whose delusion takes ``aux_noise_std`` (SE-AVAE and AVAE-SS inherit the AVAE's)
+DELUSION_MODELS = ("AVAE", "SE-AVAE", "AVAE-SS")
+
+#: ``--aux-noise-std`` of the colorMNIST commands when not given; None: sqrt(obs_var), the
+#: paper's delusion and :class:`AVAEConfig`'s default (README, Fig. 5 section)
+COMMAND_AUX_NOISE_STD: Optional[float] = None
+
+
+def aux_noise_std_arg(text: str) -> Optional[float]:
+    """``type`` of the commands' ``--aux-noise-std``: a finite std >= 0, or ``likelihood`` for
+    None, the likelihood's own std sqrt(obs_var) (the paper's delusion)."""
+    if text == "likelihood":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite std >= 0 or 'likelihood', got {text!r}")
+    return value
+
+
+def add_aux_noise_std_argument(parser: argparse.ArgumentParser, default: Optional[float] = COMMAND_AUX_NOISE_STD):
+    """The commands' ``--aux-noise-std`` flag (see :func:`aux_noise_std_arg`)."""
+    shown = "likelihood: sqrt(--obs-var), the paper's delusion" if default is None else f"{default:g}"
+    parser.add_argument(
+        "--aux-noise-std", type=aux_noise_std_arg, default=default, metavar="STD|likelihood",
+        help=f"std of the noise on the delusion of AVAE, SE-AVAE and AVAE-SS (default: {shown})",
+    )
+
+
+def aux_noise_std_note(aux_noise_std: Optional[float]) -> str:
+    """The settings-line words for a command's ``--aux-noise-std`` (none for the likelihood's)."""
+    return "" if aux_noise_std is None else f", AVAE delusion noise std {aux_noise_std:g}"
+
+
+def with_aux_noise_std(name: str, config: dict, aux_noise_std: Optional[float]) -> dict:
+    """``config`` of model ``name`` with ``aux_noise_std`` added where it applies: a model with a
+    noisy delusion (:data:`DELUSION_MODELS`, ``aux_noise`` not False) and a std given (None adds
+    nothing, so settings recorded before the field existed still match)."""
+    if name in DELUSION_MODELS and config.get("aux_noise", True) and aux_noise_std is not None:
+        return {**config, "aux_noise_std": config.get("aux_noise_std", aux_noise_std)}
+    return dict(config)
 
 
 def available_models() -> List[str]:

@@ -144,8 +144,40 @@ def test_fig5_aux_noise_std_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
         assert json.loads((runs / run / "pythae" / "checkpoint" / "model_config.json").read_text())["aux_noise_std"] == 0.3
     assert "aux_noise_std" not in json.loads((runs / "VAE" / "settings.json").read_text())["config"]
     assert "AVAE delusion noise std 0.3," in (tmp_path / "results.md").read_text()
-    with pytest.raises(SystemExit):
-        fig5.parse_args(["--aux-noise-std", "-1"])
+    assert fig5.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan", "sqrt"])
+def test_benchmarks_refuse_a_bad_aux_noise_std(benchmarks, value, capsys):
+    table1, fig5, _ = benchmarks
+    for parse in (table1.parse_args, fig5.parse_args):
+        with pytest.raises(SystemExit):
+            parse(["--aux-noise-std", value])
+        assert f"argument --aux-noise-std: expected a finite std >= 0 or 'likelihood', got '{value}'" in capsys.readouterr().err
+
+
+def test_table1_aux_noise_std_reaches_the_noisy_delusion_rows_only(benchmarks):
+    table1, _, ablations = benchmarks
+    args = table1.parse_args(["--aux-noise-std", "0.3"])
+    configs = {row: table1.row_setup(args, row)[1] for row in table1.ROWS}
+    assert {row for row, config in configs.items() if config.get("aux_noise_std") == 0.3} == {
+        "AVAE", "SE_0.1-AVAE", "SE_0.2-AVAE", "AVAE-SS"}
+    assert "aux_noise_std" not in configs["VAE"] and "aux_noise_std" not in configs["SE^5_0.1"]
+    # the ablations are the runs they recorded: the likelihood's noise unless asked, and a
+    # mean-delusion row (aux_noise=False) takes no std even when one is asked for
+    rows = ablations.variants_for([])
+    assert table1.parse_args([], rows, aux_noise_std=None).aux_noise_std is None
+    asked = table1.parse_args(["--aux-noise-std", "0.3"], rows)
+    assert "aux_noise_std" not in table1.row_setup(asked, "AVAE")[1]
+    assert table1.row_setup(asked, "AVAE noisy x~")[1]["aux_noise_std"] == 0.3
+
+
+def test_a_models_own_aux_noise_std_wins_over_the_commands():
+    from pythae_avae.recipes import with_aux_noise_std
+
+    assert with_aux_noise_std("AVAE", {"aux_noise_std": 0.1}, 0.3) == {"aux_noise_std": 0.1}
+    assert with_aux_noise_std("AVAE", {"rho": 0.9}, None) == {"rho": 0.9}  # likelihood: nothing recorded
+    assert with_aux_noise_std("SE", {}, 0.3) == {}
 
 
 def test_ablation_x3_rows_follow_iterations(benchmarks):

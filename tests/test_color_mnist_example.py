@@ -21,7 +21,7 @@ def test_tiny_run_writes_table_json_and_figures(tmp_path):
     results = example.main([
         "--models", "VAE", "AVAE", "AVAE-SS", "--iterations", "10", "--train-limit", "128",
         "--eval-n", "40", "--pgd-steps", "2", "--latent-dim", "8", "--output-dir", str(tmp_path),
-        "--no-progress", "--device", "cpu",
+        "--no-progress", "--device", "cpu", "--aux-noise-std", "0.3",
     ])
     assert set(results) == {"VAE", "AVAE", "AVAE-SS"}
     table = (tmp_path / "table.md").read_text()
@@ -32,6 +32,10 @@ def test_tiny_run_writes_table_json_and_figures(tmp_path):
     for name in ("fig1_chains.png", "fig5_digit_accuracy_vs_eps.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     assert (tmp_path / "eval" / "AVAE" / "robustness.json").exists()
+    assert "AVAE delusion noise std 0.3" in table
+    for name in ("AVAE", "AVAE-SS"):  # the delusion's std reaches both delusion models
+        saved = tmp_path / "runs" / name / "pythae" / "checkpoint" / "model_config.json"
+        assert json.loads(saved.read_text())["aux_noise_std"] == 0.3
 
 
 def test_presets_and_bad_model_names():
@@ -44,3 +48,11 @@ def test_presets_and_bad_model_names():
     assert example.parse_args(["--arch", "colormnist-conv-widedec"]).arch == "colormnist-conv-widedec"
     with pytest.raises(SystemExit):
         example.parse_args(["--arch", "celeba-conv"])
+    assert example.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "sqrt"])
+def test_bad_aux_noise_std_is_refused_with_the_flag_named(value, capsys):
+    with pytest.raises(SystemExit):
+        load_example().parse_args(["--aux-noise-std", value])
+    assert f"argument --aux-noise-std: expected a finite std >= 0 or 'likelihood', got '{value}'" in capsys.readouterr().err

@@ -147,6 +147,15 @@ def test_fig5_aux_noise_std_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
     assert fig5.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
 
 
+def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    argv = ["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "4", *FIG5_TINY, "--output-dir", str(tmp_path)]
+    fig5.main([*argv, "--aux-noise-std", "likelihood"])
+    assert "aux_noise_std" not in json.loads((tmp_path / "runs" / "AVAE" / "settings.json").read_text())["config"]
+    with pytest.raises(SystemExit, match=r"made with other settings: config=.*'aux_noise_std': 0.3"):
+        fig5.main([*argv, "--aux-noise-std", "0.3"])
+
+
 @pytest.mark.parametrize("value", ["-1", "inf", "nan", "sqrt"])
 def test_benchmarks_refuse_a_bad_aux_noise_std(benchmarks, value, capsys):
     table1, fig5, _ = benchmarks

@@ -58,8 +58,8 @@ def add_aux_noise_std_argument(parser: argparse.ArgumentParser, default: Optiona
 
 
 def aux_noise_std_note(aux_noise_std: Optional[float]) -> str:
-    """The settings-line words for a command's ``--aux-noise-std`` (none for the likelihood's)."""
-    return "" if aux_noise_std is None else f", AVAE delusion noise std {aux_noise_std:g}"
+    """The settings-line words for a command's ``--aux-noise-std``."""
+    return f", AVAE delusion noise std {'sqrt(obs_var)' if aux_noise_std is None else f'{aux_noise_std:g}'}"
 
 
 def with_aux_noise_std(name: str, config: dict, aux_noise_std: Optional[float]) -> dict:

@@ -152,6 +152,7 @@ def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks
     argv = ["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "4", *FIG5_TINY, "--output-dir", str(tmp_path)]
     fig5.main([*argv, "--aux-noise-std", "likelihood"])
     assert "aux_noise_std" not in json.loads((tmp_path / "runs" / "AVAE" / "settings.json").read_text())["config"]
+    assert "AVAE delusion noise std sqrt(obs_var)," in (tmp_path / "results.md").read_text()
     with pytest.raises(SystemExit, match=r"made with other settings: config=.*'aux_noise_std': 0.3"):
         fig5.main([*argv, "--aux-noise-std", "0.3"])
 

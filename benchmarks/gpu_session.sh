@@ -16,6 +16,8 @@
 # A dry run of the script itself on a CPU: DEVICE=cpu ITERS=20 EVAL_N=50 AA_N=10 SPEED_ITERS=2.
 # MNIST_ROOT=data trains and evaluates Table 1 on full MNIST (benchmarks/mnist_from_npm.sh data
 # puts it there; the device machine reaches no network, so carry the data folder to it).
+# AUX_NOISE_STD (default: the commands' own, std 0.3) is passed to table1.py and the demo as
+# --aux-noise-std; AUX_NOISE_STD=likelihood reruns the committed GPU results (made with sqrt(v)).
 set -u
 DEVICE=${DEVICE:-cuda}
 OUT=${1:?usage: gpu_session.sh OUT_DIR [SECONDS] [SEEDS] [SE_SEEDS]}
@@ -57,14 +59,14 @@ run_rows() {  # seed, rows...
     local seed=$1; shift
     timeout "$stop_at" python3 benchmarks/table1.py --rows "$@" --seeds "$seed" --iterations "$ITERS" \
         --eval-n "${EVAL_N:-1000}" --pgd-steps 100 --aa-n "${AA_N:-200}" --device "$DEVICE" --output-dir "$T1" --no-progress ${MNIST_ROOT:+--mnist-root "$MNIST_ROOT"} \
-        >"$T1/logs/$(echo "$*" | tr ' ^' '_-')_seed$seed.log" 2>&1 &
+        ${AUX_NOISE_STD:+--aux-noise-std "$AUX_NOISE_STD"} >"$T1/logs/$(echo "$*" | tr ' ^' '_-')_seed$seed.log" 2>&1 &
 }
 for s in $SEEDS; do run_rows "$s" VAE AVAE-SS; run_rows "$s" AVAE; done
 for s in $SE_SEEDS; do
     for row in "SE^5_0.1" "SE^5_0.2" "SE_0.1-AVAE" "SE_0.2-AVAE"; do run_rows "$s" "$row"; done
 done
 timeout "$stop_at" python3 examples/color_mnist.py --preset quick --device "$DEVICE" --no-progress \
-    --output-dir "$WORK/demo" >"$OUT/demo_cuda.log" 2>&1 &
+    ${AUX_NOISE_STD:+--aux-noise-std "$AUX_NOISE_STD"} --output-dir "$WORK/demo" >"$OUT/demo_cuda.log" 2>&1 &
 wait
 log "runs ended; finished: $(find "$T1/runs" -name result.json | wc -l)"
 (cd "$WORK" && tar czf "$OUT/table1_gpu.tgz" --exclude=pythae --exclude=state --exclude='state.*' \

@@ -157,6 +157,15 @@ def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks
         fig5.main([*argv, "--aux-noise-std", "0.3"])
 
 
+def test_benchmarks_default_to_the_commands_delusion_noise(benchmarks):
+    from pythae_avae.recipes import COMMAND_AUX_NOISE_STD
+
+    table1, fig5, ablations = benchmarks
+    assert COMMAND_AUX_NOISE_STD == 0.3  # README, Fig. 5 section: measured against sqrt(v) on three seeds
+    assert table1.parse_args([]).aux_noise_std == fig5.parse_args([]).aux_noise_std == 0.3
+    assert fig5.model_config(fig5.parse_args([]), "AVAE")["aux_noise_std"] == 0.3
+
+
 @pytest.mark.parametrize("value", ["-1", "inf", "nan", "sqrt"])
 def test_benchmarks_refuse_a_bad_aux_noise_std(benchmarks, value, capsys):
     table1, fig5, _ = benchmarks

@@ -49,6 +49,7 @@ def test_presets_and_bad_model_names():
     with pytest.raises(SystemExit):
         example.parse_args(["--arch", "celeba-conv"])
     assert example.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
+    assert example.parse_args([]).aux_noise_std == 0.3  # the commands' default (README, Fig. 5 section)
 
 
 @pytest.mark.parametrize("value", ["-1", "inf", "sqrt"])

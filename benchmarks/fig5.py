@@ -24,8 +24,8 @@ from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
-from pythae_avae.recipes import (add_aux_noise_std_argument, aux_noise_std_note, build_model, default_device,
-                                 epoch_budget, train_for_iterations, with_aux_noise_std)
+from pythae_avae.recipes import (DELUSION_MODELS, add_aux_noise_std_argument, aux_noise_std_note, build_model,
+                                 default_device, epoch_budget, train_for_iterations, with_aux_noise_std)
 from table1 import refuse_other_settings
 
 
@@ -81,7 +81,7 @@ def evaluate(args, model, data, label, out):
 def model_config(args, name, rho=None) -> dict:
     """Config fields of model ``name`` under ``args``; ``rho`` overrides ``--rho``."""
     config = {"obs_var": args.obs_var}
-    if "AVAE" in name:
+    if name in DELUSION_MODELS:
         config["rho"] = args.rho if rho is None else rho
     return with_aux_noise_std(name, config, args.aux_noise_std)
 

@@ -30,12 +30,10 @@ import torch
 
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import evaluate_robustness
-from pythae_avae.recipes import MODEL_NAMES, available_models, default_device
+from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device
 from pythae_avae.recipes import train_by_name
 
 ARCH = "celeba-conv"
-#: models with an AVAE coupling to the decoder's own samples (take --rho)
-AVAE_FAMILY = ("AVAE", "SE-AVAE", "AVAE-SS")
 
 
 def parse_args(argv=None):
@@ -129,7 +127,7 @@ def model_config(name: str, args) -> Dict[str, object]:
     config_cls = MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
     fields = {f.name for f in dataclasses.fields(config_cls)}
     wanted = dict(obs_var=args.obs_var, **args.model_config)
-    if name in AVAE_FAMILY:
+    if name in DELUSION_MODELS:
         wanted["rho"] = args.rho
     return {k: v for k, v in wanted.items() if k in fields}
 

@@ -26,7 +26,8 @@ MODEL_NAMES: Dict[str, str] = {
 }
 
 
-#: models whose delusion takes ``aux_noise_std`` (SE-AVAE and AVAE-SS inherit the AVAE's)
+#: models with the AVAE's coupling to a delusion of the decoder's own (take ``rho`` and
+#: ``aux_noise_std``; SE-AVAE and AVAE-SS inherit the AVAE's)
 DELUSION_MODELS = ("AVAE", "SE-AVAE", "AVAE-SS")
 
 #: ``--aux-noise-std`` of the colorMNIST commands when not given (``likelihood``: None, i.e.

@@ -61,4 +61,5 @@ def variants_for(argv):
 if __name__ == "__main__":
     argv = sys.argv[1:]
     main(argv, rows=variants_for(argv), title="AVAE ablations (colorMNIST)", doc=__doc__,
-         output_dir="benchmarks/results/ablations", aux_noise_std=None)
+         output_dir="benchmarks/results/ablations", aux_noise_std=None,
+         script="benchmarks/ablations.py")

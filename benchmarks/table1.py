@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -236,8 +237,10 @@ def summarize(args, results):
 
 
 def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
-         output_dir="benchmarks/results/table1", aux_noise_std=COMMAND_AUX_NOISE_STD):
+         output_dir="benchmarks/results/table1", aux_noise_std=COMMAND_AUX_NOISE_STD,
+         script="benchmarks/table1.py"):
     args = parse_args(argv, rows, doc, output_dir, aux_noise_std)
+    command = shlex.join(["python", script, *(argv if argv is not None else sys.argv[1:])])
     args.device = args.device or default_device()
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
     train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)
@@ -274,7 +277,7 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
         f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
         f"AutoAttack at eps {args.aa_eps} on {args.aa_n}. Mean ± std over seeds. "
-        f"Runs made on: {'; '.join(ran_on) or machine}."
+        f"Runs made on: {'; '.join(ran_on) or machine}. This table: {command}"
     )
     print("\n" + note + "\n\n" + table)
     with open(os.path.join(args.output_dir, "results.md"), "w") as f:

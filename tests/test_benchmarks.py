@@ -41,6 +41,7 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
         (t, e) for t in ("digit", "color") for e in (0.0, 0.1)}
     table = (tmp_path / "results.md").read_text()
     assert "| VAE |" in table and "| AVAE-SS |" in table and "digit 0.1" in table
+    assert f"This table: python benchmarks/table1.py {' '.join(argv)}" in table
     capsys.readouterr()
 
     again = table1.main(argv)  # finished runs are read back, not retrained

@@ -18,7 +18,6 @@ import argparse
 import glob
 import json
 import os
-import sys
 
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
@@ -26,7 +25,7 @@ from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import (DELUSION_MODELS, add_aux_noise_std_argument, aux_noise_std_note, build_model,
                                  default_device, epoch_budget, train_for_iterations, with_aux_noise_std)
-from table1 import refuse_other_settings
+from table1 import command_line, refuse_other_settings
 
 
 def parse_args(argv=None):
@@ -193,8 +192,8 @@ def main(argv=None):
             + aux_noise_std_note(args.aux_noise_std)
             + f", Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
-            f"worst case) on {args.eval_n} test images; accuracy (%). Command: python benchmarks/fig5.py "
-            + " ".join(argv if argv is not None else sys.argv[1:]) + rounding)
+            f"worst case) on {args.eval_n} test images; accuracy (%). Command: "
+            + command_line("benchmarks/fig5.py", argv) + rounding)
     text = (f"# Fig. 5 (colorMNIST)\n\n{note}\n\n## Against training iteration\n\n{markdown(by_iteration, 'iterations', args)}\n"
             f"\n## Against rho (AVAE, {last} iterations)\n\n{markdown(by_rho, 'rho', args)}\n")
     print(text)

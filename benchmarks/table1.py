@@ -94,6 +94,12 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     return args
 
 
+def command_line(script: str, argv=None) -> str:
+    """The shell command that ran ``script`` with ``argv`` (default: this process's), quoted
+    so that it can be pasted back."""
+    return shlex.join(["python", script, *(argv if argv is not None else sys.argv[1:])])
+
+
 def run_dir(args, row, seed):
     return os.path.join(args.output_dir, "runs", row.replace("^", ""), f"seed{seed}")
 
@@ -240,7 +246,7 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
          output_dir="benchmarks/results/table1", aux_noise_std=COMMAND_AUX_NOISE_STD,
          script="benchmarks/table1.py"):
     args = parse_args(argv, rows, doc, output_dir, aux_noise_std)
-    command = shlex.join(["python", script, *(argv if argv is not None else sys.argv[1:])])
+    command = command_line(script, argv)
     args.device = args.device or default_device()
     source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
     train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)

@@ -7,7 +7,9 @@
 
 Every (row, seed) run lives in ``<output-dir>/runs/<row>/seed<k>``: training resumes from its
 ``pythae/checkpoint`` folder (chunks of ``--chunk-iterations``), and a run whose ``result.json`` exists is
-skipped, so rerunning after an interruption continues. Each ``result.json`` records the
+skipped, so rerunning after an interruption continues. ``results.md`` tabulates every finished
+run in the folder, whichever command made it: ``--seeds 0`` then ``--seeds 1`` (or two processes
+with other ``--rows``) add up to one table with both seeds. Each ``result.json`` records the
 settings it was made with; a command with other settings (e.g. another ``--obs-var``) in the
 same folder stops with the differences named instead of mixing runs in one table (and
 training refuses to resume a checkpoint of another configuration). ``AVAE-SS`` post-trains the ``VAE`` row
@@ -204,6 +206,26 @@ def evaluate_row(args, model, row, seed, data, seconds_per_iter):
     }
 
 
+def finished_runs(args) -> dict:
+    """``{row: [result, ...]}`` of every finished run in ``--output-dir``, rows in table order,
+    seeds ascending: the table is the folder's, so a command that ran one seed or row (say
+    ``--seeds 2``) rewrites it with the runs of earlier commands, not with its own alone."""
+    results = {}
+    for row in args.row_specs:
+        folder = os.path.dirname(run_dir(args, row, 0))
+        seeds = sorted(int(name[4:]) for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+                       if name.startswith("seed") and name[4:].isdigit())
+        for seed in seeds:
+            path = os.path.join(run_dir(args, row, seed), "result.json")
+            if os.path.isfile(path):
+                with open(path) as f:
+                    result = json.load(f)
+                if seed not in args.seeds or row not in args.rows:
+                    check_settings(args, row, path, result)  # the requested ones were checked
+                results.setdefault(row, []).append(result)
+    return results
+
+
 def accuracy(result, task, eps, attack):
     for r in result["evaluation"]:
         if r["task"] == task and abs(r["eps"] - eps) < 1e-12 and r["attack"] == attack:
@@ -254,7 +276,7 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
     machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}{gpu}"
     print(f"{title} | {machine} | rows={args.rows} seeds={args.seeds} iterations={args.iterations}")
-    results, trained = {}, {}
+    trained = {}
     for seed in args.seeds:
         for row in args.rows:
             path = os.path.join(run_dir(args, row, seed), "result.json")
@@ -262,18 +284,15 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
                 with open(path) as f:
                     check_settings(args, row, path, json.load(f))
                 print(f"skip {row} seed {seed}: {path} exists")
-            elif args.summarize_only:
-                continue
-            else:
+            elif not args.summarize_only:
                 model, spi = train_row(args, row, seed, data, trained)
                 trained[(row, seed)] = model
                 result = evaluate_row(args, model, row, seed, data, spi)
                 result["machine"] = machine
                 with open(path, "w") as f:
                     json.dump(result, f, indent=2)
-            with open(path) as f:
-                results.setdefault(row, []).append(json.load(f))
-    table = summarize(args, {row: results[row] for row in args.rows if row in results})
+    results = finished_runs(args)
+    table = summarize(args, results)
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
     note = (

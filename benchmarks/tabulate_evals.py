@@ -1,30 +1,75 @@
-"""Tabulates the evaluation files of benchmark runs, finished or not.
+"""Tabulates the evaluation files of benchmark runs, finished or not, over one or more folders.
 
     python benchmarks/tabulate_evals.py benchmarks/results/table1_gpu_3k
+    python benchmarks/tabulate_evals.py benchmarks/results/fig5_noise0.3 \\
+        benchmarks/results/fig5_noise0.3_seed1 benchmarks/results/fig5_noise0.3_seed2
 
 ``table1.py`` writes a run's ``result.json`` only once all its evaluations are done; a run
 stopped during AutoAttack still has ``runs/<row>/seed<k>/eval_pgd/robustness.json``. This
-script reads every ``eval_*/robustness.json`` under ``<folder>/runs`` and prints accuracy
-(mean ± std over seeds) per row, task, attack and eps, as Markdown.
+script reads every such file (``table1.py``/``ablations.py`` layout, row ``<row>``) and every
+``runs/<run>/eval_<iterations>/robustness.json`` (``fig5.py`` layout, one seed per folder,
+row ``<run>, <iterations> it.``) and prints accuracy (mean ± std over seeds) per row, task,
+attack and eps, as Markdown. ``fig5.py`` runs one seed per ``--output-dir``, so its seeds
+are combined by naming their folders; a row is combined only from runs made with the same
+settings (``settings.json`` or ``result.json``, seed aside), and a seed found twice stops the
+script instead of being counted twice.
 """
 
 import argparse
 import glob
 import json
 import os
+import re
 import statistics
 
+from pythae_avae.trainers.resumable import named_differences
 
-def collect(folder):
-    """{(row, task, attack, eps): {seed: robust accuracy}} from the run folders."""
-    values = {}
-    for path in sorted(glob.glob(os.path.join(folder, "runs", "*", "seed*", "eval_*", "robustness.json"))):
-        row = path.split(os.sep)[-4]
-        with open(path) as f:
-            cards = json.load(f)["cards"]
-        for card in cards:
-            key = (row, card["task"], card["attack"], float(card["eps"]))
-            values.setdefault(key, {})[card["seed"]] = float(card["robust_acc"])
+LAYOUTS = (  # (glob under <folder>/runs, row label from the path parts after runs/)
+    (("*", "seed*", "eval_*", "robustness.json"), lambda run, seed, ev, _: run),
+    (("*", "eval_*", "robustness.json"), lambda run, ev, _: f"{run}, {ev[len('eval_'):]} it."),
+)
+
+
+def natural(path):
+    """Sort key reading digit runs as numbers: ``eval_9000`` before ``eval_20000``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
+
+
+def run_settings(run_folder):
+    """What the run in ``run_folder`` was made with, seed aside (None where not recorded)."""
+    for name, key in (("settings.json", None), ("result.json", "settings")):
+        path = os.path.join(run_folder, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                settings = json.load(f)
+            settings = settings.get(key) if key else settings
+            return {k: v for k, v in (settings or {}).items() if k != "seed"} or None
+    return None
+
+
+def collect(folders):
+    """{(row, task, attack, eps): {seed: robust accuracy}} from the run folders of ``folders``."""
+    values, origin, settings = {}, {}, {}
+    for folder in folders:
+        for pattern, label in LAYOUTS:
+            for path in sorted(glob.glob(os.path.join(folder, "runs", *pattern)), key=natural):
+                parts = os.path.relpath(path, os.path.join(folder, "runs")).split(os.sep)
+                row = label(*parts)
+                recorded = run_settings(os.path.dirname(os.path.dirname(path)))
+                first = settings.setdefault(row, (recorded, path))
+                changed = named_differences(first[0], recorded, path) if first[0] and recorded else []
+                if changed:
+                    raise SystemExit(f"{row!r}: {first[1]} and {path} were made with other settings: "
+                                     f"{'; '.join(changed)}. Tabulate the folders of one setting together")
+                with open(path) as f:
+                    cards = json.load(f)["cards"]
+                for card in cards:
+                    key = (row, card["task"], card["attack"], float(card["eps"]))
+                    seen = origin.setdefault((key, card["seed"]), path)
+                    if seen != path:
+                        raise SystemExit(f"seed {card['seed']} of {row!r} is in both {seen} and {path}: "
+                                         "tabulate folders of different seeds")
+                    values.setdefault(key, {})[card["seed"]] = float(card["robust_acc"])
     return values
 
 
@@ -47,11 +92,12 @@ def to_markdown(values):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("folder", help="a benchmark output folder (holding runs/)")
+    p.add_argument("folders", nargs="+", metavar="folder", help="benchmark output folders (holding runs/)")
     args = p.parse_args(argv)
-    values = collect(args.folder)
+    values = collect(args.folders)
     if not values:
-        raise SystemExit(f"no runs/*/seed*/eval_*/robustness.json under {args.folder!r}")
+        raise SystemExit(f"no runs/*/seed*/eval_*/robustness.json or runs/*/eval_*/robustness.json "
+                         f"under {args.folders}")
     print(to_markdown(values))
 
 

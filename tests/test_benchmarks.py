@@ -3,6 +3,7 @@ tabulate what they ran (their numbers are not checked here: see benchmarks/resul
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -67,6 +68,15 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     again = table1.main(argv + ["--rows", "VAE"])
     assert again["VAE"][0]["seconds_per_iteration"] is None
     assert "| VAE |" in (tmp_path / "results.md").read_text()
+    assert [r["seed"] for r in again["AVAE-SS"]] == [0]  # the folder's table: rows not asked for too
+
+    # another seed run by its own command joins the table of the runs already in the folder
+    other = table1.main(TINY + ["--rows", "VAE", "--seeds", "1", "--output-dir", str(tmp_path)])
+    assert {row: [r["seed"] for r in runs] for row, runs in other.items()} == {"VAE": [0, 1], "AVAE-SS": [0]}
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ") and "---" not in line] == \
+        ["| model", "| VAE", "| AVAE-SS"]
+    assert next(line for line in lines if line.startswith("| VAE |")).endswith("| 0,1 |")
 
 
 def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
@@ -233,6 +243,24 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
     assert lines[2] == "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 | 35.0 | 0,1 |"
     with pytest.raises(SystemExit, match="no runs"):
         tabulate_evals.main([str(tmp_path / "empty")])
+
+    # fig5.py's layout: one seed per folder, combined per stage by naming the folders
+    def fig5_folder(name, seed, accuracies, rho=0.975):
+        run = tmp_path / name / "runs" / "AVAE"
+        for stage, acc in accuracies.items():
+            write_reports(RobustnessTable([row("digit", 0.1, "pgd", acc, seed)]), str(run / f"eval_{stage}"), "AVAE")
+        (run / "settings.json").write_text(json.dumps({"config": {"rho": rho}, "seed": seed}))
+        return str(tmp_path / name)
+
+    folders = [fig5_folder("f0", 0, {9000: 70.0, 20000: 74.0}), fig5_folder("f1", 1, {9000: 72.0, 20000: 76.0}),
+               fig5_folder("f2", 2, {20000: 75.0})]
+    tabulate_evals.main(folders)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2:] == ["| AVAE, 9000 it. | 71.0 ± 1.4 | 0,1 |", "| AVAE, 20000 it. | 75.0 ± 1.0 | 0,1,2 |"]
+    with pytest.raises(SystemExit, match=r"seed 0 of 'AVAE, 9000 it.' is in both"):
+        tabulate_evals.main([folders[0], shutil.copytree(folders[0], str(tmp_path / "f0 again"))])
+    with pytest.raises(SystemExit, match=r"other settings: config=\{'rho': 0.975\}.*\{'rho': 0.9\}"):
+        tabulate_evals.main([folders[0], fig5_folder("f3", 3, {9000: 60.0}, rho=0.9)])
 
 
 @pytest.fixture(scope="module")

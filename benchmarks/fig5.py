@@ -22,6 +22,7 @@ import os
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
+from pythae_avae.models.batch_norm import AUX_BATCH_NORM_MODES
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import (DELUSION_MODELS, add_aux_noise_std_argument, aux_noise_std_note, build_model,
                                  default_device, epoch_budget, train_for_iterations, with_aux_noise_std)
@@ -50,6 +51,9 @@ def parse_args(argv=None):
                                         "torchvision from DIR/MNIST/raw (default: the 5,000 embedded digits)")
     p.add_argument("--latent-dim", type=int, default=64, help="latent dimension d of every model (paper: 64)")
     add_aux_noise_std_argument(p)
+    p.add_argument("--aux-batch-norm", default="batch", choices=AUX_BATCH_NORM_MODES,
+                   help="BatchNorm mode of the delusion's encoder pass in training (AVAEConfig.aux_batch_norm; "
+                        "default: batch)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -82,6 +86,8 @@ def model_config(args, name, rho=None) -> dict:
     config = {"obs_var": args.obs_var}
     if name in DELUSION_MODELS:
         config["rho"] = args.rho if rho is None else rho
+    if name in DELUSION_MODELS and args.aux_batch_norm != "batch":  # the default is not recorded:
+        config["aux_batch_norm"] = args.aux_batch_norm  # runs made before the flag still match
     return with_aux_noise_std(name, config, args.aux_noise_std)
 
 
@@ -190,6 +196,7 @@ def main(argv=None):
         + ", ".join(f"{stage:,} -> {steps:,}" for stage, steps in ran.items()) + " iterations.")
     note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}"
             + aux_noise_std_note(args.aux_noise_std)
+            + ("" if args.aux_batch_norm == "batch" else f", delusion BatchNorm mode {args.aux_batch_norm}")
             + f", Adam lr {args.lr}, batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: "

@@ -146,6 +146,7 @@ class Test_Config:
             ("reconstruction_loss", "l1"),
             ("rho", "abc"),
             ("obs_var", "big"),
+            ("aux_batch_norm", "running"),
         ],
     )
     def test_bad_values(self, key, value):
@@ -473,6 +474,58 @@ class Test_Model_forward:
         e = model.encoder(out.recon_x.detach())
         kl_aux = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
         torch.testing.assert_close(out.coupling_loss + out.entropy_loss, kl_aux.mean())
+
+
+class Test_Aux_Batch_Norm:
+    """``aux_batch_norm``: how the delusion's own encoder pass meets BatchNorm in training."""
+
+    @staticmethod
+    def batch_norms(model):
+        return [m for m in model.encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    def trained_once(self, mode, rho=0.9, seed=3):
+        """A BatchNorm ConvNet AVAE after one training-mode forward and backward, its output, and
+        the running statistics of a copy that encoded the data alone."""
+        from pythae_avae.nets import ColorMNISTConvDecoder, ColorMNISTConvEncoder
+
+        torch.manual_seed(0)
+        model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, rho=rho, aux_noise=False, aux_batch_norm=mode),
+                     encoder=ColorMNISTConvEncoder(LATENT), decoder=ColorMNISTConvDecoder(LATENT)).train()
+        x = images(8)
+        data_only = AVAE(model.model_config, encoder=ColorMNISTConvEncoder(LATENT),
+                         decoder=ColorMNISTConvDecoder(LATENT))
+        data_only.load_state_dict(model.state_dict())
+        data_only.train().encode(x)
+        torch.manual_seed(seed)
+        out = model({"data": x})
+        out.loss.backward()
+        stats = [(m.running_mean, m.running_var) for m in self.batch_norms(data_only)]
+        return model, out, stats
+
+    @pytest.mark.parametrize("mode", ["batch", "frozen", "eval"])
+    def test_running_statistics_and_layers_restored(self, mode):
+        model, _, data_stats = self.trained_once(mode)
+        norms = self.batch_norms(model)
+        same = all(torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+                   for m, (mean, var) in zip(norms, data_stats))
+        assert same == (mode != "batch")  # only "batch" folds the delusion into them
+        assert all(m.training and m.momentum == 0.1 for m in norms)
+        assert all(int(m.num_batches_tracked) == (2 if mode == "batch" else 1) for m in norms)
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
+
+    def test_frozen_normalises_like_batch_and_eval_like_test_time(self):
+        _, batch, _ = self.trained_once("batch")
+        _, frozen, _ = self.trained_once("frozen")
+        torch.testing.assert_close(frozen.loss, batch.loss)  # same batch statistics
+        # rho = 0: coupling + entropy is KL(q(z'|x~) || N(0, I)) of the code of x~ (above)
+        model, out, _ = self.trained_once("eval", rho=0.0)
+        e = model.eval().encoder(out.recon_x.detach())
+        kl_aux = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
+        torch.testing.assert_close(out.coupling_loss + out.entropy_loss, kl_aux.mean())
+        model, out, _ = self.trained_once("batch", rho=0.0)
+        e = model.eval().encoder(out.recon_x.detach())
+        kl_eval = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
+        assert not torch.allclose(out.coupling_loss + out.entropy_loss, kl_eval.mean())
 
 
 class Test_Model_reconstruct_embed_generate:

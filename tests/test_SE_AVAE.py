@@ -90,6 +90,16 @@ def test_auxiliary_points_share_one_encoder_call():
     assert batches == [(False, 6)] * 3 + [(True, 6), (True, 12)]
 
 
+@pytest.mark.parametrize("mode,kept", [("batch", False), ("frozen", True), ("eval", True)])
+def test_aux_batch_norm_and_the_running_statistics(mode, kept):
+    model, data_only = make(se_steps=2, aux_batch_norm=mode), make()
+    data_only.load_state_dict(model.state_dict())
+    x = images(6)
+    model({"data": x}).loss.backward()
+    data_only.train().encode(x)  # the attack runs in eval mode: only x's pass counts
+    assert same_state(model.encoder.state_dict(), data_only.encoder.state_dict()) == kept
+
+
 def test_decoder_gets_gradient_only_from_reconstructions():
     x = images(8)
     se_avae = make(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0)

@@ -168,6 +168,16 @@ def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks
         fig5.main([*argv, "--aux-noise-std", "0.3"])
 
 
+def test_fig5_aux_batch_norm_reaches_the_delusion_models_only(benchmarks):
+    _, fig5, _ = benchmarks
+    assert "aux_batch_norm" not in fig5.model_config(fig5.parse_args([]), "AVAE")  # default unrecorded
+    args = fig5.parse_args(["--aux-batch-norm", "eval"])
+    assert fig5.model_config(args, "AVAE")["aux_batch_norm"] == "eval"
+    assert "aux_batch_norm" not in fig5.model_config(args, "VAE")
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--aux-batch-norm", "running"])
+
+
 def test_benchmarks_default_to_the_commands_delusion_noise(benchmarks):
     from pythae_avae.recipes import COMMAND_AUX_NOISE_STD
 

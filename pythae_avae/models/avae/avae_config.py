@@ -32,6 +32,12 @@ class AVAEConfig(AVAEFamilyConfig):
             produced ``x~`` (spec §1.4). Default: ``"analytic"``.
         coupling (str): ``"product"`` coupling ``q(z|x) q(z'|x~)`` (paper) or the optimal
             ``"entropic_ot"`` joint Gaussian coupling (spec §2.6). Default: ``"product"``.
+        aux_batch_norm (str): how the delusion's encoder pass, a batch of its own, uses the
+            encoder's BatchNorm layers during training (the paper does not say):
+            ``"batch"`` like a data batch, its statistics folded into the running ones that
+            evaluation uses; ``"frozen"`` with its own batch statistics, the running ones left
+            to the data; ``"eval"`` with the running statistics, i.e. through the encoder
+            evaluated at test time (:mod:`pythae_avae.models.batch_norm`). Default: ``"batch"``.
     """
 
     rho: float = 0.975
@@ -39,6 +45,7 @@ class AVAEConfig(AVAEFamilyConfig):
     aux_noise_std: Optional[float] = None
     coupling_estimator: Literal["analytic", "paired"] = "analytic"
     coupling: Literal["product", "entropic_ot"] = "product"
+    aux_batch_norm: Literal["batch", "frozen", "eval"] = "batch"
 
     def __post_init__(self):
         super().__post_init__()

@@ -2,6 +2,7 @@ import torch
 from pythae.models.base.base_utils import ModelOutput
 
 from ..base import AVAEFamilyModel
+from ..batch_norm import aux_batch_norm
 from ..coupling import consistency_loss
 from ..registry import register_model
 from .avae_config import AVAEConfig
@@ -43,6 +44,11 @@ class AVAE(AVAEFamilyModel):
             x_aux = x_aux + std * torch.randn_like(x_aux)
         return x_aux
 
+    def encode_aux(self, x_aux: torch.Tensor):
+        """``(mu, logvar)`` of auxiliary images, through BatchNorm as ``aux_batch_norm`` says."""
+        with aux_batch_norm(self.encoder, self.model_config.aux_batch_norm):
+            return self.encode(x_aux)
+
     def avae_terms(self, vae: dict, mu_aux: torch.Tensor, logvar_aux: torch.Tensor) -> dict:
         """Per-example AVAE extra terms ``coupling`` (-C_rho) and ``entropy`` (-H) for the code
         ``(mu_aux, logvar_aux)`` of the delusion made from ``vae``'s sample."""
@@ -56,5 +62,5 @@ class AVAE(AVAEFamilyModel):
     def forward(self, inputs, **kwargs) -> ModelOutput:
         x = self.get_data(inputs)
         vae = self.vae_terms(x)
-        mu_aux, logvar_aux = self.encode(self.delusion(vae["recon_x"]))
+        mu_aux, logvar_aux = self.encode_aux(self.delusion(vae["recon_x"]))
         return self.make_output(vae, **self.avae_terms(vae, mu_aux, logvar_aux))

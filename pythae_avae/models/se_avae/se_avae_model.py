@@ -41,7 +41,7 @@ class SE_AVAE(SE, AVAE):
         x_s = self.select(x)
         vae = self.vae_terms(x)
         x_a = self.delusion(vae["recon_x"])
-        mu_aux, logvar_aux = self.encode(torch.cat([x_a, x_s]))
+        mu_aux, logvar_aux = self.encode_aux(torch.cat([x_a, x_s]))
         (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.chunk(2), logvar_aux.chunk(2)
         return self.make_output(
             vae, **self.avae_terms(vae, mu_a, logvar_a), **self.se_terms(vae, x_s, mu_s, logvar_s)

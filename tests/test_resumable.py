@@ -123,6 +123,24 @@ def test_checkpoint_written_before_settings_were_stored_still_resumes(tmp_path):
     assert counter.steps == 2
 
 
+def test_checkpoint_written_before_a_config_field_existed_still_resumes(tmp_path):
+    # e.g. aux_batch_norm: a run made before it ran with the field's default, "batch"
+    run(tmp_path, iterations=2)
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+    saved = torch.load(path, weights_only=True)
+    del saved["settings"]["model_config"]["aux_batch_norm"]
+    torch.save(saved, path)
+    counter = CountSteps()
+    run(tmp_path, [counter], iterations=4)
+    assert counter.steps == 2
+    del saved["settings"]["model_config"]["rho"]  # not a default: 0.975 ran, the new run asks 0.9
+    torch.save(saved, latest_checkpoint(str(tmp_path / "pythae")) + "/trainer_state.pt")
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=r"model_config.rho=0.975 \(this run: 0.9\)"):
+        train_for_iterations(build_model("AVAE", "colormnist-mlp", latent_dim=4, rho=0.9), DATA, iterations=6,
+                             batch_size=16, output_dir=str(tmp_path), device="cpu")
+
+
 def test_a_moved_run_folder_continues_in_its_new_place(tmp_path):
     run(tmp_path / "old", iterations=2)
     os.rename(tmp_path / "old", tmp_path / "new")

@@ -23,6 +23,7 @@ stops on a NaN loss without saying where. :class:`ResumableTrainer` keeps Pythae
 """
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -276,6 +277,12 @@ class ResumableTrainer(BaseTrainer):
             "training": json.loads(json.dumps({k: getattr(cfg, k) for k in RESUME_INVARIANTS})),
         }
 
+    def _config_defaults(self) -> dict:
+        """The model config's field defaults, as JSON values (the factory-made ones left out)."""
+        config = unwrap_model(self.model).model_config
+        return json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(config)
+                                      if f.default is not dataclasses.MISSING}))
+
     def _load_checkpoint(self, path: str) -> dict:
         state, weights = (_read_checkpoint_file(path, name) for name in (TRAINER_STATE, "model.pt"))
         theirs = dict(model_name=state["model_name"], global_batch_size=state["global_batch_size"])
@@ -283,6 +290,8 @@ class ResumableTrainer(BaseTrainer):
         # checkpoints written before settings were stored are checked on name and batch only
         settings = self._resume_settings() if "settings" in state else {}
         for group, values in state.get("settings", {}).items():
+            if group == "model_config":  # a field added since the checkpoint ran at its default
+                values = {**self._config_defaults(), **values}
             theirs.update({f"{group}.{k}": v for k, v in values.items()})
             ours.update({f"{group}.{k}": v for k, v in settings[group].items()})
         changed = named_differences(theirs, ours)

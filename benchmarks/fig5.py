@@ -86,8 +86,8 @@ def model_config(args, name, rho=None) -> dict:
     config = {"obs_var": args.obs_var}
     if name in DELUSION_MODELS:
         config["rho"] = args.rho if rho is None else rho
-    if name in DELUSION_MODELS and args.aux_batch_norm != "batch":  # the default is not recorded:
-        config["aux_batch_norm"] = args.aux_batch_norm  # runs made before the flag still match
+        if args.aux_batch_norm != "batch":  # the default is not recorded: earlier runs still match
+            config["aux_batch_norm"] = args.aux_batch_norm
     return with_aux_noise_std(name, config, args.aux_noise_std)
 
 

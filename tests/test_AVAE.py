@@ -47,6 +47,11 @@ def images(n, shape=SHAPE, seed=0):
     return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
+def prior_kl(code):
+    """Mean over the batch of KL(N(mu, sigma^2) || N(0, I)) for an encoder output."""
+    return (0.5 * (code.log_covariance.exp() + code.embedding**2 - 1 - code.log_covariance).sum(1)).mean()
+
+
 def state_equal(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -472,8 +477,7 @@ class Test_Model_forward:
         torch.manual_seed(2)
         out = model({"data": x})
         e = model.encoder(out.recon_x.detach())
-        kl_aux = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
-        torch.testing.assert_close(out.coupling_loss + out.entropy_loss, kl_aux.mean())
+        torch.testing.assert_close(out.coupling_loss + out.entropy_loss, prior_kl(e))
 
 
 class Test_Aux_Batch_Norm:
@@ -520,12 +524,10 @@ class Test_Aux_Batch_Norm:
         # rho = 0: coupling + entropy is KL(q(z'|x~) || N(0, I)) of the code of x~ (above)
         model, out, _ = self.trained_once("eval", rho=0.0)
         e = model.eval().encoder(out.recon_x.detach())
-        kl_aux = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
-        torch.testing.assert_close(out.coupling_loss + out.entropy_loss, kl_aux.mean())
+        torch.testing.assert_close(out.coupling_loss + out.entropy_loss, prior_kl(e))
         model, out, _ = self.trained_once("batch", rho=0.0)
         e = model.eval().encoder(out.recon_x.detach())
-        kl_eval = 0.5 * (e.log_covariance.exp() + e.embedding**2 - 1 - e.log_covariance).sum(1)
-        assert not torch.allclose(out.coupling_loss + out.entropy_loss, kl_eval.mean())
+        assert not torch.allclose(out.coupling_loss + out.entropy_loss, prior_kl(e))
 
 
 class Test_Model_reconstruct_embed_generate:

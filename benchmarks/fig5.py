@@ -24,8 +24,8 @@ from pythae_avae.evaluation import evaluate_robustness
 from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.models.batch_norm import AUX_BATCH_NORM_MODES
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
-from pythae_avae.recipes import (DELUSION_MODELS, add_aux_noise_std_argument, aux_noise_std_note, build_model,
-                                 default_device, epoch_budget, train_for_iterations, with_aux_noise_std)
+from pythae_avae.recipes import (DELUSION_MODELS, LR_SCHEDULES, add_aux_noise_std_argument, aux_noise_std_note,
+                                 build_model, default_device, epoch_budget, train_for_iterations, with_aux_noise_std)
 from table1 import command_line, refuse_other_settings
 
 
@@ -43,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--obs-var", type=float, default=0.5, help="observation variance v of every model")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", default="constant", choices=sorted(LR_SCHEDULES),
+                   help="Adam's learning rate over a run: constant (default, the paper's) or cosine, annealed to 0 "
+                        "at the last of --stages (the rho sweep: at --rho-iterations); a stage is a snapshot of it")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-n", type=int,
                    help="train on the first N training digits (default: all: 4,000 embedded, 60,000 with --mnist-root); "
@@ -100,6 +103,7 @@ def run_settings(args, name, config) -> dict:
         **({"train_n": args.train_n} if args.train_n is not None else {}),
         **({"latent_dim": args.latent_dim} if args.latent_dim != 64 else {}),
         **({"data": "full MNIST"} if args.mnist_root else {}),
+        **({"lr_schedule": args.lr_schedule} if args.lr_schedule != "constant" else {}),
     )))
 
 
@@ -131,7 +135,8 @@ def staged_run(args, name, data, run_name, config, stages=None):
             model = train_for_iterations(model, data["train"], data["test"], iterations=stage,
                                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                          output_dir=out, device=args.device, callbacks=[RecolorCallback()],
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, lr_schedule=args.lr_schedule,
+                                         schedule_iterations=(stages or args.stages)[-1])
             result = evaluate(args, model, data, run_name, os.path.join(out, f"eval_{stage}"))
             with open(path, "w") as f:
                 json.dump(result, f, indent=2)
@@ -197,7 +202,9 @@ def main(argv=None):
     note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}"
             + aux_noise_std_note(args.aux_noise_std)
             + ("" if args.aux_batch_norm == "batch" else f", delusion BatchNorm mode {args.aux_batch_norm}")
-            + f", Adam lr {args.lr}, batch {args.batch_size}, "
+            + f", Adam lr {args.lr}"
+            + ("" if args.lr_schedule == "constant" else f" ({args.lr_schedule} schedule)")
+            + f", batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: "
             + command_line("benchmarks/fig5.py", argv) + rounding)

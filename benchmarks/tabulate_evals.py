@@ -16,6 +16,7 @@ script instead of being counted twice.
 """
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -35,7 +36,8 @@ def natural(path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
 
 
-def run_settings(run_folder):
+@functools.lru_cache(maxsize=None)  # read once per run, not once per evaluation file
+def recorded_settings(run_folder):
     """What the run in ``run_folder`` was made with, seed aside (None where not recorded)."""
     for name, key in (("settings.json", None), ("result.json", "settings")):
         path = os.path.join(run_folder, name)
@@ -55,7 +57,7 @@ def collect(folders):
             for path in sorted(glob.glob(os.path.join(folder, "runs", *pattern)), key=natural):
                 parts = os.path.relpath(path, os.path.join(folder, "runs")).split(os.sep)
                 row = label(*parts)
-                recorded = run_settings(os.path.dirname(os.path.dirname(path)))
+                recorded = recorded_settings(os.path.dirname(os.path.dirname(path)))
                 first = settings.setdefault(row, (recorded, path))
                 changed = named_differences(first[0], recorded, path) if first[0] and recorded else []
                 if changed:

@@ -119,6 +119,19 @@ def epoch_budget(iterations: int, n_train: int, global_batch_size: int) -> Tuple
     return steps_per_epoch, max(1, math.ceil(iterations / steps_per_epoch))
 
 
+def _constant_lr(epochs: int) -> dict:
+    return {}
+
+
+def _cosine_lr(epochs: int) -> dict:
+    # stepped once per epoch by the trainer (Pythae's convention), down to 0 at the last one
+    return {"scheduler_cls": "CosineAnnealingLR", "scheduler_params": {"T_max": epochs, "eta_min": 0.0}}
+
+
+#: ``lr_schedule`` name -> trainer-config fields for a schedule of ``epochs`` epochs
+LR_SCHEDULES = {"constant": _constant_lr, "cosine": _cosine_lr}
+
+
 def train_for_iterations(
     model,
     train_data,
@@ -132,6 +145,8 @@ def train_for_iterations(
     callbacks=None,
     chunk_iterations: Optional[int] = None,
     progress: bool = True,
+    lr_schedule: str = "constant",
+    schedule_iterations: Optional[int] = None,
 ):
     """Trains ``model`` through the pipeline for about ``iterations`` optimiser steps.
 
@@ -143,6 +158,11 @@ def train_for_iterations(
     when finished). ``progress=False`` drops Pythae's per-epoch bars. See
     :class:`~pythae_avae.trainers.ResumableTrainer`.
 
+    ``lr_schedule`` (a key of :data:`LR_SCHEDULES`): ``constant`` (the paper's Adam, the
+    default) or ``cosine`` (annealed to 0, stepped per epoch) over ``schedule_iterations``
+    (default ``iterations``); a run trained in stages gives every stage the final budget, so a
+    stage is a snapshot of one schedule and resumes into the next.
+
     Returns:
         The model after the last step, in eval mode (Pythae's ``final_model`` folder holds the
         best-loss model instead).
@@ -151,8 +171,14 @@ def train_for_iterations(
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     if chunk_iterations is not None and chunk_iterations < 1:
         raise ValueError(f"chunk_iterations must be >= 1, got {chunk_iterations}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
+    schedule_iterations = iterations if schedule_iterations is None else schedule_iterations
+    if schedule_iterations < iterations:
+        raise ValueError(f"schedule_iterations must be >= iterations ({iterations}), got {schedule_iterations}")
     world_size = max(1, int(os.environ.get("WORLD_SIZE", 1)))  # under torchrun: global batch
     _, num_epochs = epoch_budget(iterations, len(train_data), batch_size * world_size)
+    _, schedule_epochs = epoch_budget(schedule_iterations, len(train_data), batch_size * world_size)
     device = device or default_device()
     config = ResumableTrainerConfig(
         output_dir=os.path.join(output_dir, "pythae"),
@@ -164,6 +190,7 @@ def train_for_iterations(
         no_cuda=device == "cpu",
         checkpoint_every=chunk_iterations or 500,
         progress_bar=progress,
+        **LR_SCHEDULES[lr_schedule](schedule_epochs),
     )
     pipeline = TrainingPipeline(model, config)
     pipeline(train_data, eval_data, callbacks=list(callbacks or []))

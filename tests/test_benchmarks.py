@@ -3,13 +3,16 @@ tabulate what they ran (their numbers are not checked here: see benchmarks/resul
 
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_files import write_mnist
+from pythae_avae.trainers import latest_checkpoint
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -320,3 +323,21 @@ def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):
     assert "rounded up to whole epochs of 3 batches: 2 -> 3 iterations." in text
     rows = json.loads((out / "runs" / "VAE" / "stage_2.json").read_text())
     assert {r["n"] for r in rows} == {20}
+
+
+def test_fig5_cosine_schedule_spans_the_last_stage_and_is_recorded(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    # 100 images, batch 50: 2 steps per epoch; stages of 1 and 2 epochs, the rho sweep at the first
+    argv = ["--models", "AVAE", "--stages", "2", "4", "--rhos", "0.9", "--rho-iterations", "2", "--train-n", "100",
+            "--batch-size", "50", "--latent-dim", "4", *FIG5_TINY, "--output-dir", str(tmp_path)]
+    fig5.main([*argv, "--lr-schedule", "cosine"])
+    runs = tmp_path / "runs"
+    for run, epochs in (("AVAE", 2), ("AVAE rho=0.9", 1)):
+        assert json.loads((runs / run / "settings.json").read_text())["lr_schedule"] == "cosine"
+        saved = torch.load(os.path.join(latest_checkpoint(str(runs / run / "pythae")), "trainer_state.pt"),
+                           weights_only=True)
+        assert saved["scheduler"]["T_max"] == epochs and saved["global_step"] == 2 * epochs
+        assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert "Adam lr 0.001 (cosine schedule)," in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit, match=r"lr_schedule=.?cosine.? \(this command: None\)"):
+        fig5.main(argv)

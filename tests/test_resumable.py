@@ -101,6 +101,7 @@ def test_resume_with_another_batch_size_is_refused(tmp_path):
     (dict(model=dict(rho=0.9)), r"model_config.rho=0.975 \(this run: 0.9\)"),
     (dict(learning_rate=1e-4), r"training.learning_rate=0.001 \(this run: 0.0001\)"),
     (dict(seed=1), r"training.seed=0 \(this run: 1\)"),
+    (dict(lr_schedule="cosine"), r"training.scheduler_cls=None \(this run: .?CosineAnnealingLR.?\)"),
 ])
 def test_resume_with_other_settings_is_refused_naming_them(tmp_path, changed, expected):
     # the weights would load, and the optimizer's state would bring back the old learning rate
@@ -212,9 +213,30 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(p).all() for p in pipeline.trainer.model.parameters())  # not updated
 
 
+def test_cosine_schedule_anneals_to_zero_and_a_stage_resumes_into_the_same_schedule(tmp_path):
+    def cosine(out, iterations, callbacks=()):
+        return train_for_iterations(fresh(), DATA, iterations=iterations, batch_size=16, output_dir=str(out),
+                                    device="cpu", lr_schedule="cosine", schedule_iterations=6,
+                                    callbacks=list(callbacks))
+
+    reference = cosine(tmp_path / "ref", 6).state_dict()
+    assert state(tmp_path / "ref")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    cosine(tmp_path / "staged", 2)  # the first of 3 epochs: halfway down cos, not at 0
+    assert state(tmp_path / "staged")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.75)
+    counter = CountSteps()
+    assert_same_weights(cosine(tmp_path / "staged", 6, [counter]).state_dict(), reference)
+    assert counter.steps == 4
+    constant = run(tmp_path / "constant", chunk=6).state_dict()
+    assert not all(torch.equal(constant[k], reference[k]) for k in reference)
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="iterations"):
         train_for_iterations(fresh(), DATA, iterations=0, output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \['constant', 'cosine'\], got 'step'"):
+        train_for_iterations(fresh(), DATA, iterations=2, output_dir=str(tmp_path), lr_schedule="step")
+    with pytest.raises(ValueError, match=r"schedule_iterations must be >= iterations \(4\), got 2"):
+        train_for_iterations(fresh(), DATA, iterations=4, output_dir=str(tmp_path), schedule_iterations=2)
     with pytest.raises(FileNotFoundError, match="resume_from=.*trainer_state.pt"):
         ResumableTrainerConfig(resume_from=str(tmp_path))
     with pytest.raises(ValueError, match="checkpoint_every must be an int >= 1"):

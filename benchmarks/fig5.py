@@ -57,6 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--aux-batch-norm", default="batch", choices=AUX_BATCH_NORM_MODES,
                    help="BatchNorm mode of the delusion's encoder pass in training (AVAEConfig.aux_batch_norm; "
                         "default: batch)")
+    p.add_argument("--warmup-epoch", type=int, default=0,
+                   help="epochs over which the delusion's terms ramp up from 0 (AVAEConfig.warmup_epoch; default: 0, "
+                        "full weight from the start)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -68,6 +71,8 @@ def parse_args(argv=None):
         p.error(f"--train-n must be a positive number of training images, got {args.train_n}")
     if args.latent_dim < 1:
         p.error(f"--latent-dim must be >= 1, got {args.latent_dim}")
+    if args.warmup_epoch < 0:
+        p.error(f"--warmup-epoch must be >= 0 epochs, got {args.warmup_epoch}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -91,6 +96,8 @@ def model_config(args, name, rho=None) -> dict:
         config["rho"] = args.rho if rho is None else rho
         if args.aux_batch_norm != "batch":  # the default is not recorded: earlier runs still match
             config["aux_batch_norm"] = args.aux_batch_norm
+        if args.warmup_epoch:
+            config["warmup_epoch"] = args.warmup_epoch
     return with_aux_noise_std(name, config, args.aux_noise_std)
 
 
@@ -202,6 +209,7 @@ def main(argv=None):
     note = (f"colorMNIST ({digits}), {args.arch}, latent {args.latent_dim}, obs_var {args.obs_var:g}"
             + aux_noise_std_note(args.aux_noise_std)
             + ("" if args.aux_batch_norm == "batch" else f", delusion BatchNorm mode {args.aux_batch_norm}")
+            + (f", delusion terms warmed up over {args.warmup_epoch} epochs" if args.warmup_epoch else "")
             + f", Adam lr {args.lr}"
             + ("" if args.lr_schedule == "constant" else f" ({args.lr_schedule} schedule)")
             + f", batch {args.batch_size}, "

@@ -530,6 +530,49 @@ class Test_Aux_Batch_Norm:
         assert not torch.allclose(out.coupling_loss + out.entropy_loss, prior_kl(e))
 
 
+class Test_Warmup:
+    def test_weight_ramps_linearly_over_warmup_epoch(self):
+        model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, warmup_epoch=4))
+        assert [model.warmup_weight(e) for e in (1, 2, 3, 4, 5, 9)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+        assert model.warmup_weight(None) == 1.0
+        assert AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT)).warmup_weight(1) == 1.0
+        with pytest.raises(ValueError, match=r"warmup_epoch must be an int >= 0 \(epochs\), got -1"):
+            AVAEConfig(input_dim=SHAPE, warmup_epoch=-1)
+
+    @pytest.mark.parametrize("epoch, weight", [(1, 0.0), (3, 0.5), (9, 1.0), (None, 1.0)])
+    def test_delusion_terms_are_weighted_in_the_loss(self, config_kwargs, epoch, weight):
+        full = AVAE(AVAEConfig(**config_kwargs))  # deterministic delusion: aux_noise=False
+        warm = AVAE(AVAEConfig(**config_kwargs, warmup_epoch=4))
+        warm.load_state_dict(full.state_dict())
+        x = images(6, full.input_dim)
+        torch.manual_seed(1)
+        ref = full({"data": x})
+        torch.manual_seed(1)
+        out = warm({"data": x}, epoch=epoch)
+        for key in ("recon_loss", "reg_loss"):
+            torch.testing.assert_close(out[key], ref[key])
+        for key in ("coupling_loss", "entropy_loss"):
+            torch.testing.assert_close(out[key], weight * ref[key])
+        torch.testing.assert_close(
+            out.loss, ref.recon_loss + ref.reg_loss + weight * (ref.coupling_loss + ref.entropy_loss))
+
+    def test_the_trainer_passes_the_epoch(self, tmp_path):
+        from pythae_avae.recipes import train_for_iterations
+
+        model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, warmup_epoch=3))
+        weights, avae_terms = [], model.avae_terms
+
+        def spy(vae, mu_aux, logvar_aux, epoch=None):
+            weights.append((epoch, model.warmup_weight(epoch)))
+            return avae_terms(vae, mu_aux, logvar_aux, epoch)
+
+        model.avae_terms = spy
+        # 32 images, batch 16: 2 steps per epoch (the trainer's sanity check calls without one)
+        train_for_iterations(model, images(32), iterations=4, batch_size=16,
+                             output_dir=str(tmp_path), device="cpu", progress=False)
+        assert [w for w in weights if w[0] is not None] == [(1, 0.0)] * 2 + [(2, 1 / 3)] * 2
+
+
 class Test_Model_reconstruct_embed_generate:
     @pytest.fixture
     def model(self, model_config):

@@ -80,6 +80,20 @@ def test_loss_is_vae_plus_avae_extra_plus_se_extra(se_recon_aux):
     assert loss["se_avae"] == pytest.approx(loss["vae"] + avae_extra + se_extra, rel=1e-5)
 
 
+def test_warmup_weights_the_delusion_terms_and_not_the_attack_terms():
+    fields = dict(input_dim=SHAPE, latent_dim=LATENT, rho=0.97, aux_noise=False, se_steps=2, se_random_start=False)
+    full = SE_AVAE(SE_AVAE_Config(**fields), *mlp_nets())
+    warm = SE_AVAE(SE_AVAE_Config(**fields, warmup_epoch=4), *mlp_nets())
+    warm.load_state_dict(full.state_dict())
+    x = images(6)
+    torch.manual_seed(3)
+    ref = loss_terms(full({"data": x}))
+    torch.manual_seed(3)
+    out = loss_terms(warm({"data": x}, epoch=2))
+    for key, value in out.items():
+        assert value == pytest.approx(ref[key] * (0.25 if key in AVAE_KEYS else 1.0), rel=1e-6, abs=1e-6), key
+
+
 def test_auxiliary_points_share_one_encoder_call():
     model = make(se_steps=2)
     batches = []

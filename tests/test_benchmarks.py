@@ -161,6 +161,20 @@ def test_fig5_aux_noise_std_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
     assert fig5.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
 
 
+def test_fig5_warmup_epoch_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    fig5.main(["--models", "AVAE", "VAE", "--stages", "2", "--rhos", "0.9", "--warmup-epoch", "3", "--latent-dim", "4",
+               *FIG5_TINY, "--output-dir", str(tmp_path)])
+    runs = tmp_path / "runs"
+    for run in ("AVAE", "AVAE rho=0.9"):
+        assert json.loads((runs / run / "settings.json").read_text())["config"]["warmup_epoch"] == 3
+        assert json.loads((runs / run / "pythae" / "checkpoint" / "model_config.json").read_text())["warmup_epoch"] == 3
+    assert "warmup_epoch" not in json.loads((runs / "VAE" / "settings.json").read_text())["config"]
+    assert "delusion terms warmed up over 3 epochs" in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--warmup-epoch", "-1"])
+
+
 def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
     argv = ["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "4", *FIG5_TINY, "--output-dir", str(tmp_path)]

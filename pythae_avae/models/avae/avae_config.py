@@ -40,6 +40,14 @@ class AVAEConfig(AVAEFamilyConfig):
             evaluated at test time (:mod:`pythae_avae.models.batch_norm`). On colorMNIST
             (README, Fig. 5 section; one seed, 3,000 and 9,000 iterations) ``"frozen"``
             measured like ``"batch"`` and ``"eval"`` 8-19 points less robust. Default: ``"batch"``.
+        warmup_epoch (int): epochs over which the delusion's terms (-C and -H) ramp linearly
+            from weight 0 to 1, like the KL of Pythae's ``DisentangledBetaVAE``: weight
+            ``min((epoch - 1) / warmup_epoch, 1)`` in training epoch ``epoch`` (1-based, as the
+            trainers pass it to training and eval steps; AVAE-SS's data-free epochs count too),
+            1 where no epoch is given (a call outside a trainer). The logged ``coupling_loss``/``entropy_loss`` are the weighted terms. Why: on
+            colorMNIST the full-weight coupling holds the reconstruction on a plateau
+            (SSE/2v ~ 75-80) for 50-100 epochs where the VAE leaves it after ~20, a delay that
+            varies with the seed. 0 (default, the paper): full weight from the first step.
     """
 
     rho: float = 0.975
@@ -48,10 +56,13 @@ class AVAEConfig(AVAEFamilyConfig):
     coupling_estimator: Literal["analytic", "paired"] = "analytic"
     coupling: Literal["product", "entropic_ot"] = "product"
     aux_batch_norm: Literal["batch", "frozen", "eval"] = "batch"
+    warmup_epoch: int = 0
 
     def __post_init__(self):
         super().__post_init__()
         check_rho(self.rho, "rho")
+        if self.warmup_epoch < 0:
+            raise ValueError(f"warmup_epoch must be an int >= 0 (epochs), got {self.warmup_epoch!r}")
         if self.aux_noise_std is not None:
             if not self.aux_noise:
                 raise ValueError("aux_noise_std needs aux_noise=True (the delusion is noise-free otherwise), "

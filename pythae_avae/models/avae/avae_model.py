@@ -1,3 +1,5 @@
+from typing import Optional
+
 import torch
 from pythae.models.base.base_utils import ModelOutput
 
@@ -49,18 +51,26 @@ class AVAE(AVAEFamilyModel):
         with aux_batch_norm(self.encoder, self.model_config.aux_batch_norm):
             return self.encode(x_aux)
 
-    def avae_terms(self, vae: dict, mu_aux: torch.Tensor, logvar_aux: torch.Tensor) -> dict:
+    def warmup_weight(self, epoch: Optional[int]) -> float:
+        """Weight of the delusion's terms in training epoch ``epoch`` (see ``warmup_epoch``)."""
+        warmup = self.model_config.warmup_epoch
+        return 1.0 if epoch is None or warmup == 0 else min(max(epoch - 1, 0) / warmup, 1.0)
+
+    def avae_terms(self, vae: dict, mu_aux: torch.Tensor, logvar_aux: torch.Tensor,
+                   epoch: Optional[int] = None) -> dict:
         """Per-example AVAE extra terms ``coupling`` (-C_rho) and ``entropy`` (-H) for the code
-        ``(mu_aux, logvar_aux)`` of the delusion made from ``vae``'s sample."""
+        ``(mu_aux, logvar_aux)`` of the delusion made from ``vae``'s sample, weighted for the
+        warm-up in training epoch ``epoch``."""
         cfg = self.model_config
         extra = consistency_loss(
             vae["mu"], vae["logvar"], mu_aux, logvar_aux, cfg.rho,
             z=vae["z"], estimator=cfg.coupling_estimator, coupling=cfg.coupling,
         )
-        return {"coupling": extra["coupling"], "entropy": extra["entropy"]}
+        weight = self.warmup_weight(epoch)
+        return {"coupling": weight * extra["coupling"], "entropy": weight * extra["entropy"]}
 
     def forward(self, inputs, **kwargs) -> ModelOutput:
         x = self.get_data(inputs)
         vae = self.vae_terms(x)
         mu_aux, logvar_aux = self.encode_aux(self.delusion(vae["recon_x"]))
-        return self.make_output(vae, **self.avae_terms(vae, mu_aux, logvar_aux))
+        return self.make_output(vae, **self.avae_terms(vae, mu_aux, logvar_aux, kwargs.get("epoch")))

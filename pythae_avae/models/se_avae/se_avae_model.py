@@ -44,5 +44,6 @@ class SE_AVAE(SE, AVAE):
         mu_aux, logvar_aux = self.encode_aux(torch.cat([x_a, x_s]))
         (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.chunk(2), logvar_aux.chunk(2)
         return self.make_output(
-            vae, **self.avae_terms(vae, mu_a, logvar_a), **self.se_terms(vae, x_s, mu_s, logvar_s)
+            vae, **self.avae_terms(vae, mu_a, logvar_a, kwargs.get("epoch")),
+            **self.se_terms(vae, x_s, mu_s, logvar_s),
         )

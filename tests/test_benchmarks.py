@@ -148,29 +148,25 @@ def test_fig5_latent_dim_sets_every_models_code_size(benchmarks, tmp_path):
     assert not list(tmp_path.glob("*.png"))  # clean accuracy only (--eps 0): no curve under attack to draw
 
 
-def test_fig5_aux_noise_std_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
+@pytest.mark.parametrize("flag, value, key, note", [
+    ("--aux-noise-std", 0.3, "aux_noise_std", "AVAE delusion noise std 0.3,"),
+    ("--warmup-epoch", 3, "warmup_epoch", "delusion terms warmed up over 3 epochs"),
+])
+def test_fig5_delusion_flags_reach_every_avae_and_no_vae(benchmarks, tmp_path, flag, value, key, note):
     _, fig5, _ = benchmarks
-    fig5.main(["--models", "AVAE", "VAE", "--stages", "2", "--rhos", "0.9", "--aux-noise-std", "0.3", "--latent-dim", "4",
+    fig5.main(["--models", "AVAE", "VAE", "--stages", "2", "--rhos", "0.9", flag, str(value), "--latent-dim", "4",
                *FIG5_TINY, "--output-dir", str(tmp_path)])
     runs = tmp_path / "runs"
     for run in ("AVAE", "AVAE rho=0.9"):
-        assert json.loads((runs / run / "settings.json").read_text())["config"]["aux_noise_std"] == 0.3
-        assert json.loads((runs / run / "pythae" / "checkpoint" / "model_config.json").read_text())["aux_noise_std"] == 0.3
-    assert "aux_noise_std" not in json.loads((runs / "VAE" / "settings.json").read_text())["config"]
-    assert "AVAE delusion noise std 0.3," in (tmp_path / "results.md").read_text()
+        assert json.loads((runs / run / "settings.json").read_text())["config"][key] == value
+        assert json.loads((runs / run / "pythae" / "checkpoint" / "model_config.json").read_text())[key] == value
+    assert key not in json.loads((runs / "VAE" / "settings.json").read_text())["config"]
+    assert note in (tmp_path / "results.md").read_text()
+
+
+def test_fig5_flag_values(benchmarks):
+    _, fig5, _ = benchmarks
     assert fig5.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
-
-
-def test_fig5_warmup_epoch_reaches_every_avae_and_no_vae(benchmarks, tmp_path):
-    _, fig5, _ = benchmarks
-    fig5.main(["--models", "AVAE", "VAE", "--stages", "2", "--rhos", "0.9", "--warmup-epoch", "3", "--latent-dim", "4",
-               *FIG5_TINY, "--output-dir", str(tmp_path)])
-    runs = tmp_path / "runs"
-    for run in ("AVAE", "AVAE rho=0.9"):
-        assert json.loads((runs / run / "settings.json").read_text())["config"]["warmup_epoch"] == 3
-        assert json.loads((runs / run / "pythae" / "checkpoint" / "model_config.json").read_text())["warmup_epoch"] == 3
-    assert "warmup_epoch" not in json.loads((runs / "VAE" / "settings.json").read_text())["config"]
-    assert "delusion terms warmed up over 3 epochs" in (tmp_path / "results.md").read_text()
     with pytest.raises(SystemExit):
         fig5.parse_args(["--warmup-epoch", "-1"])
 

@@ -161,7 +161,9 @@ def train_for_iterations(
     ``lr_schedule`` (a key of :data:`LR_SCHEDULES`): ``constant`` (the paper's Adam, the
     default) or ``cosine`` (annealed to 0, stepped per epoch) over ``schedule_iterations``
     (default ``iterations``); a run trained in stages gives every stage the final budget, so a
-    stage is a snapshot of one schedule and resumes into the next.
+    stage is a snapshot of one schedule and resumes into the next. On colorMNIST the cosine
+    schedule measured less robust over 9,000 iterations and no more over 30,000 (README,
+    Fig. 5 section).
 
     Returns:
         The model after the last step, in eval mode (Pythae's ``final_model`` folder holds the

@@ -20,7 +20,8 @@ class AVAE(AVAEFamilyModel):
 
         loss = E[ SSE/(2v) + KL(q(z|x) || N(0, I)) - C_rho(x, x~) - H[q(z'|x~)] ]
 
-    The decoder gets gradient from the reconstruction term only.
+    The decoder gets gradient from the reconstruction term only. ``warmup_epoch`` (default 0)
+    weights ``-C - H`` by a linear ramp over the first training epochs.
 
     Args:
         model_config (AVAEConfig): the model configuration.

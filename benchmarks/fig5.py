@@ -132,10 +132,11 @@ def check_settings(out, settings):
 def staged_run(args, name, data, run_name, config, stages=None):
     """Trains ``name`` through ``stages`` (default ``args.stages``); returns the evaluation
     rows of every stage."""
+    stages = stages or args.stages
     out = os.path.join(args.output_dir, "runs", run_name)
     check_settings(out, run_settings(args, name, config))
     rows = []
-    for stage in stages or args.stages:
+    for stage in stages:
         path = os.path.join(out, f"stage_{stage}.json")
         if not os.path.isfile(path):
             model = build_model(name, args.arch, args.latent_dim, seed=args.seed, **config)
@@ -143,7 +144,7 @@ def staged_run(args, name, data, run_name, config, stages=None):
                                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                          output_dir=out, device=args.device, callbacks=[RecolorCallback()],
                                          progress=not args.no_progress, lr_schedule=args.lr_schedule,
-                                         schedule_iterations=(stages or args.stages)[-1])
+                                         schedule_iterations=stages[-1])
             result = evaluate(args, model, data, run_name, os.path.join(out, f"eval_{stage}"))
             with open(path, "w") as f:
                 json.dump(result, f, indent=2)

@@ -36,7 +36,6 @@ def natural(path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
 
 
-@functools.lru_cache(maxsize=None)  # read once per run, not once per evaluation file
 def recorded_settings(run_folder):
     """What the run in ``run_folder`` was made with, seed aside (None where not recorded)."""
     for name, key in (("settings.json", None), ("result.json", "settings")):
@@ -52,12 +51,14 @@ def recorded_settings(run_folder):
 def collect(folders):
     """{(row, task, attack, eps): {seed: robust accuracy}} from the run folders of ``folders``."""
     values, origin, settings = {}, {}, {}
+    # read once per run, not once per evaluation file; per call, so a rerun sees edited files
+    settings_of = functools.lru_cache(maxsize=None)(recorded_settings)
     for folder in folders:
         for pattern, label in LAYOUTS:
             for path in sorted(glob.glob(os.path.join(folder, "runs", *pattern)), key=natural):
                 parts = os.path.relpath(path, os.path.join(folder, "runs")).split(os.sep)
                 row = label(*parts)
-                recorded = recorded_settings(os.path.dirname(os.path.dirname(path)))
+                recorded = settings_of(os.path.dirname(os.path.dirname(path)))
                 first = settings.setdefault(row, (recorded, path))
                 changed = named_differences(first[0], recorded, path) if first[0] and recorded else []
                 if changed:

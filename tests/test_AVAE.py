@@ -24,6 +24,7 @@ from pythae.trainers import BaseTrainer, BaseTrainerConfig
 import pythae_avae  # noqa: F401  (hooks AutoModel)
 from pythae_avae import AVAE, AVAEConfig
 from pythae_avae.models.serialization import PickleRefusedError
+from pythae_avae.recipes import train_for_iterations
 
 SHAPE = (3, 28, 28)
 SMALL = (1, 16, 16)
@@ -557,8 +558,6 @@ class Test_Warmup:
             out.loss, ref.recon_loss + ref.reg_loss + weight * (ref.coupling_loss + ref.entropy_loss))
 
     def test_the_trainer_passes_the_epoch(self, tmp_path):
-        from pythae_avae.recipes import train_for_iterations
-
         model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, warmup_epoch=3))
         weights, avae_terms = [], model.avae_terms
 

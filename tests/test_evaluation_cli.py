@@ -62,6 +62,8 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
         ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),
         ([folders["VAE"], "--probe-c", "0"], "--probe-c must be > 0"),
+        ([folders["VAE"], "--pgd-losses", "ce", "ce"], "--pgd-losses names each loss once"),
+        ([folders["VAE"], "--pgd-losses", "dlr"], "invalid choice: 'dlr'"),
         ([folders["VAE"], "--data-root", "data"], "--data-root is for --data celeba"),
         ([folders["VAE"], "--data", "celeba", "--mnist-root", "mnist"], "--mnist-root is for --data colormnist"),
     ):
@@ -105,3 +107,21 @@ def test_probe_c_sets_the_regularisation_of_every_probe(folders, tmp_path):
                    for probe in card["meta"]["probes"].values()), card["meta"]["probes"]
         assert f"probe (C = {float(c):g})" in (out / "results.md").read_text()
     assert tables["1e-6"].accuracy("digit", 0.0, "pgd") < tables["1"].accuracy("digit", 0.0, "pgd")
+
+
+def test_pgd_losses_runs_one_loss_alone_and_says_so(folders, tmp_path):
+    """The default attack is the per-image worst case of both losses; ``--pgd-losses`` runs one
+    alone (a breakdown), recorded in the rows and the written table. With the same seed the
+    CE pass is the same in both runs, so adding the margin loss can only break more images."""
+    tables = {}
+    for losses in (["ce"], ["margin"], ["ce", "margin"]):
+        out = tmp_path / "+".join(losses)
+        tables[tuple(losses)] = main([folders["AVAE"], "--names", "AVAE", "--output-dir", str(out), *FAST,
+                                      "--pgd-losses", *losses])["AVAE"]
+        row = tables[tuple(losses)].select(task="digit", attack="pgd", eps=0.1)[0]
+        assert f"losses {'+'.join(losses)}," in row["details"]
+        written = (out / "results.md").read_text()
+        assert {"ce": "(CE)", "margin": "(margin)"}.get("+".join(losses), "(CE and margin)") in written
+    for task in ("digit", "color"):
+        assert tables[("ce", "margin")].accuracy(task, 0.1) <= tables[("ce",)].accuracy(task, 0.1)
+        assert len({table.accuracy(task, 0.0) for table in tables.values()}) == 1

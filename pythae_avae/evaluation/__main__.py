@@ -11,7 +11,8 @@ VAE-family models. Examples::
 
 The probe is fitted on the first ``--probe-n`` training images (default: all of colorMNIST's,
 20,000 of CelebA's); the first ``--eval-n`` test images are attacked with PGD (cross-entropy
-and margin, an image counts as broken if either breaks it) and the first ``--autoattack-n``
+and margin, an image counts as broken if either breaks it; ``--pgd-losses`` runs one alone, a
+weaker attack for breakdowns) and the first ``--autoattack-n``
 with AutoAttack at ``--autoattack-eps``. Prints one Table-1-shaped row per model, writes that
 table (with the command) to ``--output-dir/results.md`` and each model's
 ``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
@@ -28,6 +29,7 @@ import torch
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
 from ..recipes import default_device
+from .attacks import LOSSES
 from .linear_probe import default_estimator
 from .robustness import RobustnessTable, evaluate_robustness, format_table1
 
@@ -52,6 +54,10 @@ def parse_args(argv=None):
     p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
     p.add_argument("--pgd-steps", type=int, default=100)
     p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--pgd-losses", nargs="+", choices=LOSSES, default=list(LOSSES),
+                   help="losses PGD maximises, each run on every image; an image is robust only if "
+                        "all fail (default: ce margin). One loss alone is a weaker attack, for "
+                        "breakdowns beside the default, never instead of it")
     p.add_argument("--eval-n", type=int, default=1000, help="test images attacked with PGD")
     p.add_argument("--autoattack-n", type=int, default=0, help="test images attacked with AutoAttack (0: none)")
     p.add_argument("--autoattack-eps", type=float, nargs="+", default=[0.1])
@@ -70,6 +76,8 @@ def parse_args(argv=None):
     for name in ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if len(set(args.pgd_losses)) != len(args.pgd_losses):
+        p.error(f"--pgd-losses names each loss once, got {args.pgd_losses}")
     if not args.probe_c > 0:
         p.error(f"--probe-c must be > 0, got {args.probe_c}")
     if args.autoattack_n < 0:
@@ -116,7 +124,8 @@ def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
                   progress=not args.no_progress)
     table = evaluate_robustness(
         model, train, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
-        pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, output_dir=out, **common)
+        pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, pgd_losses=tuple(args.pgd_losses),
+        output_dir=out, **common)
     rows = list(table.rows)
     if args.autoattack_n > 0:
         aa = evaluate_robustness(
@@ -138,9 +147,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     except (FileNotFoundError, PickleRefusedError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
+    losses = " and ".join({"ce": "CE"}.get(loss, loss) for loss in args.pgd_losses)
     command = "python -m pythae_avae.evaluation " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"Command: `{command}` ({args.device}, torch {torch.__version__})\n\n"
-            f"{args.data}: logistic-regression probe (C = {args.probe_c:g}) on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) "
+            f"{args.data}: logistic-regression probe (C = {args.probe_c:g}) on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} ({losses}) "
             f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)\n\n"
             + format_table1(results, tasks, args.eps, "pgd") + "\n")
     if args.autoattack_n > 0:

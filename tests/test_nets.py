@@ -35,6 +35,26 @@ def test_wide_decoder_is_the_conv_decoder_four_times_wider():
         ARCHITECTURES["colormnist-conv"][1](64, width=3)
 
 
+def test_wide_encoder_is_the_conv_encoder_twice_as_wide_and_saves_without_pickle(tmp_path):
+    from pythae.models import AutoModel
+
+    from pythae_avae.recipes import build_model
+
+    small, _ = build_nets("colormnist-conv", 64)
+    wide, _ = build_nets("colormnist-conv-wideenc", 64)
+    channels = lambda enc: [m.out_channels for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert channels(small) == [32, 64, 128] and channels(wide) == [64, 128, 256]
+    assert [m.out_features for m in wide.modules() if isinstance(m, torch.nn.Linear)] == [512, 128]
+    assert wide(torch.rand(2, 3, 28, 28)).embedding.shape == (2, 64)
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
+        ARCHITECTURES["colormnist-conv"][0](64, width=0)
+    model = build_model("AVAE", "colormnist-conv-wideenc", 8, seed=0)
+    model.save(str(tmp_path))
+    assert not (tmp_path / "encoder.pkl").exists()
+    reloaded = AutoModel.load_from_folder(str(tmp_path))
+    assert channels(reloaded.encoder) == [64, 128, 256]
+
+
 def test_mlp_matches_official_architecture():
     encoder, decoder = build_nets("colormnist-mlp", 64)
     linear = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear)]

@@ -29,6 +29,11 @@ ARCHITECTURES = {
         partial(ColorMNISTConvDecoder, width=128),
         COLOR_MNIST_SHAPE,
     ),
+    "colormnist-conv-wideenc": (
+        partial(ColorMNISTConvEncoder, width=64),
+        ColorMNISTConvDecoder,
+        COLOR_MNIST_SHAPE,
+    ),
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 

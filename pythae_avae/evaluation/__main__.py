@@ -55,9 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--pgd-steps", type=int, default=100)
     p.add_argument("--pgd-restarts", type=int, default=1)
     p.add_argument("--pgd-losses", nargs="+", choices=LOSSES, default=list(LOSSES),
-                   help="losses PGD maximises, each run on every image; an image is robust only if "
-                        "all fail (default: ce margin). One loss alone is a weaker attack, for "
-                        "breakdowns beside the default, never instead of it")
+                   help="losses PGD maximises, in turn, each on the images the previous ones left "
+                        "unbroken; an image is robust only if all fail (default: ce margin). One loss "
+                        "alone is a weaker attack, for breakdowns beside the default, never instead of it")
     p.add_argument("--eval-n", type=int, default=1000, help="test images attacked with PGD")
     p.add_argument("--autoattack-n", type=int, default=0, help="test images attacked with AutoAttack (0: none)")
     p.add_argument("--autoattack-eps", type=float, nargs="+", default=[0.1])

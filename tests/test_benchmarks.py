@@ -86,6 +86,8 @@ def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     table1, _, _ = benchmarks
     args = table1.parse_args(["--preset", "cpu", "--seeds", "4"])
     assert args.iterations == table1.PRESETS["cpu"]["iterations"] and args.seeds == [4]  # flags win
+    assert args.arch == "colormnist-conv"  # the net of the committed tables
+    assert table1.parse_args(["--preset", "paper"]).arch == table1.PRESETS["paper"]["arch"] != args.arch
     assert table1.main(["--summarize-only", "--output-dir", str(tmp_path)]) == {}  # trains nothing
     assert not (tmp_path / "runs").exists()
 

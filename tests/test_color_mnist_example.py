@@ -43,6 +43,10 @@ def test_presets_and_bad_model_names():
     args = example.parse_args(["--preset", "quick"])
     assert args.iterations == example.PRESETS["quick"]["iterations"]
     assert example.parse_args(["--iterations", "7"]).iterations == 7
+    # the longer presets take the most robust net measured (README, Fig. 5 section); flags win
+    assert args.arch == "colormnist-conv"
+    assert example.parse_args(["--preset", "standard"]).arch == example.PRESETS["standard"]["arch"] != args.arch
+    assert example.parse_args(["--preset", "paper", "--arch", "colormnist-mlp"]).arch == "colormnist-mlp"
     with pytest.raises(SystemExit):
         example.parse_args(["--models", "GAN"])
     assert example.parse_args(["--arch", "colormnist-conv-widedec"]).arch == "colormnist-conv-widedec"

@@ -35,14 +35,16 @@ def test_wide_decoder_is_the_conv_decoder_four_times_wider():
         ARCHITECTURES["colormnist-conv"][1](64, width=3)
 
 
-def test_wide_encoder_is_the_conv_encoder_twice_as_wide():
-    # saving and reloading it without pickles: test_safe_loading, parametrised over ARCHITECTURES
-    small, _ = build_nets("colormnist-conv", 64)
-    wide, _ = build_nets("colormnist-conv-wideenc", 64)
+@pytest.mark.parametrize("name, times", [("colormnist-conv-wideenc", 2), ("colormnist-conv-wideenc4", 4)])
+def test_wide_encoders_are_the_conv_encoder_scaled(name, times):
+    # saving and reloading them without pickles: test_safe_loading, parametrised over ARCHITECTURES
+    small, small_decoder = build_nets("colormnist-conv", 64)
+    wide, decoder = build_nets(name, 64)
     channels = lambda enc: [m.out_channels for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert channels(small) == [32, 64, 128] and channels(wide) == [64, 128, 256]
-    assert [m.out_features for m in wide.modules() if isinstance(m, torch.nn.Linear)] == [512, 128]
+    assert channels(small) == [32, 64, 128] and channels(wide) == [32 * times, 64 * times, 128 * times]
+    assert [m.out_features for m in wide.modules() if isinstance(m, torch.nn.Linear)] == [256 * times, 128]
     assert wide(torch.rand(2, 3, 28, 28)).embedding.shape == (2, 64)
+    assert decoder.width == small_decoder.width
     with pytest.raises(ValueError, match="width must be an integer >= 1"):
         ARCHITECTURES["colormnist-conv"][0](64, width=0)
 

@@ -34,6 +34,11 @@ ARCHITECTURES = {
         ColorMNISTConvDecoder,
         COLOR_MNIST_SHAPE,
     ),
+    "colormnist-conv-wideenc4": (
+        partial(ColorMNISTConvEncoder, width=128),
+        ColorMNISTConvDecoder,
+        COLOR_MNIST_SHAPE,
+    ),
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 

@@ -59,8 +59,9 @@ class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
     """Conv 3-W-2W-4W (stride 2, BatchNorm, ReLU) -> Linear 8W (BN, ReLU) -> 2d.
 
     ``width`` W = 32 is the spec's proposal (Conv 32-64-128, Linear 256);
-    ``colormnist-conv-wideenc`` (W = 64) asks whether a bigger encoder than the spec's guess
-    (the paper's is unpublished) gives more separable, more robust codes.
+    ``colormnist-conv-wideenc`` (W = 64) and ``colormnist-conv-wideenc4`` (W = 128) ask whether
+    a bigger encoder than the spec's guess (the paper's is unpublished) gives more separable,
+    more robust codes.
     """
 
     def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32):

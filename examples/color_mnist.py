@@ -28,8 +28,8 @@ from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3). The longer presets take the 2x-wider encoder,
-#: the most robust net measured here (README, Fig. 5 section: +4 points at eps 0.1 after
-#: 9,000 and 20,000 iterations); "quick" keeps the spec's net, whose numbers the README shows.
+#: the most robust net measured here (README, Fig. 5 section: +4 to 5 points at eps 0.1 after
+#: 9,000, 20,000 and 30,000 iterations); "quick" keeps the spec's net, whose numbers the README shows.
 PRESETS = {
     "quick": dict(iterations=1500, lr=1e-3, eval_n=1000, pgd_steps=50, pgd_restarts=1, arch="colormnist-conv"),
     "standard": dict(iterations=20000, lr=1e-3, eval_n=1000, pgd_steps=100, pgd_restarts=2,

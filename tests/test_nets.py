@@ -45,6 +45,9 @@ def test_wide_encoders_are_the_conv_encoder_scaled(name, times):
     assert [m.out_features for m in wide.modules() if isinstance(m, torch.nn.Linear)] == [256 * times, 128]
     assert wide(torch.rand(2, 3, 28, 28)).embedding.shape == (2, 64)
     assert decoder.width == small_decoder.width
+
+
+def test_encoder_width_below_one_is_named():
     with pytest.raises(ValueError, match="width must be an integer >= 1"):
         ARCHITECTURES["colormnist-conv"][0](64, width=0)
 

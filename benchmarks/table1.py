@@ -37,7 +37,7 @@ import torch
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
 from pythae_avae.evaluation import evaluate_robustness
-from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
+from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
                                  build_model, default_device, post_train_avae_ss, train_for_iterations,
                                  with_aux_noise_std)
@@ -55,13 +55,12 @@ ROWS = {
 }
 
 
-#: named budgets; explicit flags override them. "paper" (a GPU job) takes the 2x-wider encoder,
-#: the most robust net measured here (README, Fig. 5 section); "cpu" keeps the spec's net, the
-#: one of the committed tables.
+#: named budgets; explicit flags override them. "paper" (a GPU job) takes LONG_PRESET_ARCH;
+#: "cpu" keeps the spec's net, the one of the committed tables.
 PRESETS = {
     "cpu": dict(iterations=3000, seeds=[0], eval_n=1000, pgd_steps=100, aa_n=100),
     "paper": dict(iterations=100000, seeds=[0, 1, 2], eval_n=1000, pgd_steps=100, aa_n=1000, lr=1e-4,
-                  arch="colormnist-conv-wideenc"),
+                  arch=LONG_PRESET_ARCH),
 }
 
 

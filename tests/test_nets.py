@@ -3,7 +3,7 @@ import torch
 from pythae.models.nn import BaseDecoder, BaseEncoder
 
 from pythae_avae import AVAE, AVAEConfig
-from pythae_avae.nets import ARCHITECTURES, build_nets
+from pythae_avae.nets import ARCHITECTURES, COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH, build_nets
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -45,6 +45,11 @@ def test_wide_encoders_are_the_conv_encoder_scaled(name, times):
     assert [m.out_features for m in wide.modules() if isinstance(m, torch.nn.Linear)] == [256 * times, 128]
     assert wide(torch.rand(2, 3, 28, 28)).embedding.shape == (2, 64)
     assert decoder.width == small_decoder.width
+
+
+def test_long_presets_name_a_colormnist_net():
+    # presets set --arch through set_defaults, which argparse's choices do not check
+    assert LONG_PRESET_ARCH in COLOR_MNIST_ARCHITECTURES
 
 
 def test_encoder_width_below_one_is_named():

@@ -46,9 +46,10 @@ ARCHITECTURES = {
 COLOR_MNIST_ARCHITECTURES = sorted(name for name, (_, _, shape) in ARCHITECTURES.items() if shape == COLOR_MNIST_SHAPE)
 
 #: the colorMNIST net of the long-budget presets (examples/color_mnist.py standard and paper,
-#: benchmarks/table1.py paper): the most robust measured on several seeds (README, Fig. 5
-#: section; the 4x encoder's one seed was ahead at 9,000 iterations, at ~3.5x the time), while
-#: the short presets keep the spec's ``colormnist-conv``, the net of the committed tables
+#: benchmarks/table1.py paper): 4-5 points more robust than the default on three seeds up to
+#: 30,000 iterations (README, Fig. 5 section); the 4x encoder, 1.5 points further ahead at 9,000
+#: (two seeds), costs ~3.5x the time per step. The short presets keep the spec's
+#: ``colormnist-conv``, the net of the committed tables
 LONG_PRESET_ARCH = "colormnist-conv-wideenc"
 
 

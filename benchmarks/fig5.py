@@ -80,6 +80,13 @@ def parse_args(argv=None):
     return args
 
 
+def colormnist_data(train_n=None, mnist_root=None) -> dict:
+    """colorMNIST's training and test sets, and their arrays for the probe and the attacks."""
+    source = dict(source="torchvision", root=mnist_root) if mnist_root else {}
+    train, test = ColorMNIST("train", limit=train_n, **source), ColorMNIST("test", **source)
+    return {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
+
+
 def evaluate(args, model, data, label, out):
     table = evaluate_robustness(
         model, data["train_arrays"], data["test_arrays"], n_examples=args.eval_n, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
@@ -172,9 +179,8 @@ def main(argv=None):
     args = parse_args(argv)
     args.device = args.device or default_device()
     os.makedirs(args.output_dir, exist_ok=True)
-    source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
-    train, test = ColorMNIST("train", limit=args.train_n, **source), ColorMNIST("test", **source)
-    data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
+    data = colormnist_data(args.train_n, args.mnist_root)
+    train, test = data["train"], data["test"]
 
     by_iteration = []
     for name in args.models:

@@ -24,10 +24,11 @@ import shutil
 import torch
 from pythae.trainers.training_callbacks import TrainingCallback
 
-from fig5 import evaluate
-from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
+from fig5 import colormnist_data, evaluate
+from pythae_avae.data import TASKS, RecolorCallback
 from pythae_avae.recipes import build_model, default_device, train_for_iterations
-from table1 import command_line
+from pythae_avae.trainers import latest_checkpoint
+from table1 import command_line, steps_done
 
 
 class WeightAverages(TrainingCallback):
@@ -75,16 +76,17 @@ def parse_args(argv=None):
         if not 0 < d < 1:
             p.error(f"--decays must lie in (0, 1), got {d}")
     settings_path = os.path.join(args.from_run, "settings.json")
-    checkpoint = os.path.join(args.from_run, "pythae", "checkpoint")
-    for path in (settings_path, checkpoint):
-        if not os.path.exists(path):
-            p.error(f"--from-run must be a fig5 run folder with {os.path.basename(path)}; {path} is missing")
+    if not os.path.isfile(settings_path):
+        p.error(f"--from-run must be a fig5 run folder with settings.json; {settings_path} is missing")
     with open(settings_path) as f:
         args.settings = json.load(f)
     unsupported = sorted(set(args.settings) & {"data", "train_n", "lr_schedule"})
     if unsupported:
         p.error(f"--from-run was trained with {unsupported}; this script continues embedded-digit runs "
                 "at a constant learning rate only")
+    args.checkpoint = latest_checkpoint(os.path.join(args.from_run, "pythae"))
+    if args.checkpoint is None:
+        p.error(f"--from-run must be a fig5 run folder with a checkpoint; {args.from_run}/pythae/checkpoint is missing")
     return args
 
 
@@ -94,23 +96,20 @@ def main(argv=None):
     args.device = args.device or default_device()
     eval_args = argparse.Namespace(eps=s["eps"], eval_n=s["eval_n"], pgd_steps=s["pgd_steps"], seed=s["seed"],
                                    device=args.device, no_progress=args.no_progress)
-    train, test = ColorMNIST("train"), ColorMNIST("test")
-    data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
-
     run_dir = os.path.join(args.output_dir, "run")
     shutil.rmtree(run_dir, ignore_errors=True)
-    shutil.copytree(os.path.join(args.from_run, "pythae", "checkpoint"), os.path.join(run_dir, "pythae", "checkpoint"))
-    start = torch.load(os.path.join(run_dir, "pythae", "checkpoint", "trainer_state.pt"),
-                       map_location="cpu", weights_only=False)["global_step"]
+    shutil.copytree(args.checkpoint, os.path.join(run_dir, "pythae", "checkpoint"))
+    start = steps_done(run_dir)
     if args.iterations <= start:
         raise SystemExit(f"--iterations must exceed the checkpoint's step {start}, got {args.iterations}")
+    data = colormnist_data()
 
     def fresh_model():
         return build_model(s["model"], s["arch"], s.get("latent_dim", 64), seed=s["seed"], **s["config"])
 
     model = fresh_model()
     averages = WeightAverages(model, args.decays)
-    model = train_for_iterations(model, train, test, iterations=args.iterations, batch_size=s["batch_size"],
+    model = train_for_iterations(model, data["train"], data["test"], iterations=args.iterations, batch_size=s["batch_size"],
                                  learning_rate=s["lr"], seed=s["seed"], output_dir=run_dir, device=args.device,
                                  callbacks=[RecolorCallback(), averages], progress=not args.no_progress)
     rows = [{**r, "weights": "last"} for r in evaluate(eval_args, model, data, "last", os.path.join(args.output_dir, "eval_last"))]
@@ -136,7 +135,7 @@ def main(argv=None):
     with open(os.path.join(args.output_dir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump({"args": {k: v for k, v in vars(args).items()}, "start_step": start, "rows": rows}, f, indent=2)
+        json.dump({"args": vars(args), "start_step": start, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ COLOR_MNIST_ARCHITECTURES = sorted(name for name, (_, _, shape) in ARCHITECTURES
 #: the colorMNIST net of the long-budget presets (examples/color_mnist.py standard and paper,
 #: benchmarks/table1.py paper): 4-5 points more robust than the default on three seeds up to
 #: 30,000 iterations (README, Fig. 5 section); the 4x encoder, 1.5 points further ahead at 9,000
-#: (two seeds) and 4 at 20,000 (one seed so far), costs ~3.5x the time per step. The short presets keep the spec's
-#: ``colormnist-conv``, the net of the committed tables
+#: (two seeds) and 4 at 20,000 (one seed so far), costs ~3.5x the time per step. The short
+#: presets keep the spec's ``colormnist-conv``, the net of the committed tables
 LONG_PRESET_ARCH = "colormnist-conv-wideenc"
 
 

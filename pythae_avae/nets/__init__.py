@@ -46,11 +46,11 @@ ARCHITECTURES = {
 COLOR_MNIST_ARCHITECTURES = sorted(name for name, (_, _, shape) in ARCHITECTURES.items() if shape == COLOR_MNIST_SHAPE)
 
 #: the colorMNIST net of the long-budget presets (examples/color_mnist.py standard and paper,
-#: benchmarks/table1.py paper): 4-5 points more robust than the default on three seeds up to
-#: 30,000 iterations (README, Fig. 5 section); the 4x encoder, 1.5 points further ahead at 9,000
-#: (two seeds) and 4 at 20,000 (one seed so far), costs ~3.5x the time per step. The short
-#: presets keep the spec's ``colormnist-conv``, the net of the committed tables
-LONG_PRESET_ARCH = "colormnist-conv-wideenc"
+#: benchmarks/table1.py paper): the 4x encoder, 3.4 points more robust than the 2x one at 20,000
+#: iterations on two seeds and 7-8 more than the default (README, Fig. 5 section), for ~3.5x the
+#: 2x encoder's time per step; ``--arch colormnist-conv-wideenc`` gives the faster 2x run back.
+#: The short presets keep the spec's ``colormnist-conv``, the net of the committed tables
+LONG_PRESET_ARCH = "colormnist-conv-wideenc4"
 
 
 def build_nets(name: str, latent_dim: int):

@@ -27,9 +27,8 @@ from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std
                                  aux_noise_std_note, default_device, train_by_name, with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
-#: (Adam 1e-4, 102k iterations, spec §4.3). The longer presets take LONG_PRESET_ARCH, the 4x-wider
-#: encoder (README, Fig. 5 section: +7 to 8 points at eps 0.1 over the spec's net after 20,000
-#: iterations); "quick" keeps the spec's net, whose numbers the README shows.
+#: (Adam 1e-4, 102k iterations, spec §4.3). The longer presets take nets.LONG_PRESET_ARCH (its
+#: comment says why); "quick" keeps the spec's net, whose numbers the README shows.
 PRESETS = {
     "quick": dict(iterations=1500, lr=1e-3, eval_n=1000, pgd_steps=50, pgd_restarts=1, arch="colormnist-conv"),
     "standard": dict(iterations=20000, lr=1e-3, eval_n=1000, pgd_steps=100, pgd_restarts=2,

@@ -33,7 +33,7 @@ DELUSION_MODELS = ("AVAE", "SE-AVAE", "AVAE-SS")
 #: ``--aux-noise-std`` of the colorMNIST commands when not given (``likelihood``: None, i.e.
 #: sqrt(obs_var), the paper's delusion and :class:`AVAEConfig`'s default). At v = 0.5, 0.3 kept
 #: 70.7 / 74.0% of digits at eps = 0.1 after 9,000 / 20,000 iterations, sqrt(v) 67.0 / 70.8%
-#: (three seeds; README, Fig. 5 section, "The delusion's noise level"); measured on colorMNIST
+#: (three seeds; RESULTS.md, Fig. 5 section, "The delusion's noise level"); measured on colorMNIST
 #: only, so the model config keeps the paper's default
 COMMAND_AUX_NOISE_STD: Optional[float] = 0.3
 
@@ -162,7 +162,7 @@ def train_for_iterations(
     default) or ``cosine`` (annealed to 0, stepped per epoch) over ``schedule_iterations``
     (default ``iterations``); a run trained in stages gives every stage the final budget, so a
     stage is a snapshot of one schedule and resumes into the next. On colorMNIST the cosine
-    schedule measured less robust over 9,000 iterations and no more over 30,000 (README,
+    schedule measured less robust over 9,000 iterations and no more over 30,000 (RESULTS.md,
     Fig. 5 section).
 
     Returns:

@@ -197,7 +197,7 @@ def test_benchmarks_default_to_the_commands_delusion_noise(benchmarks):
     from pythae_avae.recipes import COMMAND_AUX_NOISE_STD
 
     table1, fig5, _ = benchmarks
-    assert COMMAND_AUX_NOISE_STD == 0.3  # README, Fig. 5 section: measured against sqrt(v) on three seeds
+    assert COMMAND_AUX_NOISE_STD == 0.3  # RESULTS.md, Fig. 5 section: measured against sqrt(v) on three seeds
     assert table1.parse_args([]).aux_noise_std == fig5.parse_args([]).aux_noise_std == 0.3
     assert fig5.model_config(fig5.parse_args([]), "AVAE")["aux_noise_std"] == 0.3
 

@@ -43,7 +43,7 @@ def test_presets_and_bad_model_names():
     args = example.parse_args(["--preset", "quick"])
     assert args.iterations == example.PRESETS["quick"]["iterations"]
     assert example.parse_args(["--iterations", "7"]).iterations == 7
-    # the longer presets take the most robust net measured (README, Fig. 5 section); flags win
+    # the longer presets take the most robust net measured (RESULTS.md, Fig. 5 section); flags win
     assert args.arch == "colormnist-conv"
     assert example.parse_args(["--preset", "standard"]).arch == example.PRESETS["standard"]["arch"] != args.arch
     assert example.parse_args(["--preset", "paper", "--arch", "colormnist-mlp"]).arch == "colormnist-mlp"
@@ -53,7 +53,7 @@ def test_presets_and_bad_model_names():
     with pytest.raises(SystemExit):
         example.parse_args(["--arch", "celeba-conv"])
     assert example.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
-    assert example.parse_args([]).aux_noise_std == 0.3  # the commands' default (README, Fig. 5 section)
+    assert example.parse_args([]).aux_noise_std == 0.3  # the commands' default (RESULTS.md, Fig. 5 section)
 
 
 @pytest.mark.parametrize("value", ["-1", "inf", "sqrt"])

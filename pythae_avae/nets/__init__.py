@@ -47,7 +47,7 @@ COLOR_MNIST_ARCHITECTURES = sorted(name for name, (_, _, shape) in ARCHITECTURES
 
 #: the colorMNIST net of the long-budget presets (examples/color_mnist.py standard and paper,
 #: benchmarks/table1.py paper): the 4x encoder, 3.4 points more robust than the 2x one at 20,000
-#: iterations on two seeds and 7-8 more than the default (README, Fig. 5 section), for ~3.5x the
+#: iterations on two seeds and 7-8 more than the default (RESULTS.md, Fig. 5 section), for ~3.5x the
 #: 2x encoder's time per step; ``--arch colormnist-conv-wideenc`` gives the faster 2x run back.
 #: The short presets keep the spec's ``colormnist-conv``, the net of the committed tables
 LONG_PRESET_ARCH = "colormnist-conv-wideenc4"

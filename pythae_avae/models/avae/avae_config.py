@@ -22,7 +22,7 @@ class AVAEConfig(AVAEFamilyConfig):
             7.8 / 7.8 % for the VAE and 7.0 % for the mean-delusion AVAE (seed 0). Default: True.
         aux_noise_std (float): standard deviation of the delusion's noise; None (default) uses
             ``sqrt(obs_var)``, the sample ``Q_AVAE`` states. Another value decouples the noise
-            from the likelihood's variance (README, Fig. 5 section: on colorMNIST at v = 0.5,
+            from the likelihood's variance (RESULTS.md, Fig. 5 section: on colorMNIST at v = 0.5,
             std 0.3 kept 70.7 / 74.0% of digits at eps = 0.1 after 9,000 / 20,000 iterations
             against 67.0 / 70.8% with sqrt(v), three seeds; the colorMNIST commands use 0.3,
             :data:`pythae_avae.recipes.COMMAND_AUX_NOISE_STD`). Needs ``aux_noise=True``.
@@ -38,7 +38,7 @@ class AVAEConfig(AVAEFamilyConfig):
             evaluation uses; ``"frozen"`` with its own batch statistics, the running ones left
             to the data; ``"eval"`` with the running statistics, i.e. through the encoder
             evaluated at test time (:mod:`pythae_avae.models.batch_norm`). On colorMNIST
-            (README, Fig. 5 section; one seed, 3,000 and 9,000 iterations) ``"frozen"``
+            (RESULTS.md, Fig. 5 section; one seed, 3,000 and 9,000 iterations) ``"frozen"``
             measured like ``"batch"`` and ``"eval"`` 8-19 points less robust. Default: ``"batch"``.
         warmup_epoch (int): epochs over which the delusion's terms (-C and -H) ramp linearly
             from weight 0 to 1, like the KL of Pythae's ``DisentangledBetaVAE``: weight
@@ -47,7 +47,7 @@ class AVAEConfig(AVAEFamilyConfig):
             1 where no epoch is given (a call outside a trainer). The logged ``coupling_loss``
             and ``entropy_loss`` are the weighted terms. Why try it: on colorMNIST the AVAE's
             reconstruction stays on a plateau (SSE/2v ~ 75) until epoch ~40 or ~77 (seeds 0, 1)
-            where the VAE leaves it in epoch ~22. Measured (README, Fig. 5 section, three
+            where the VAE leaves it in epoch ~22. Measured (RESULTS.md, Fig. 5 section, three
             seeds): 20 epochs of warm-up neither end that plateau sooner nor make the AVAE more
             robust (digits at eps = 0.1 after 9,000 iterations: 68.7 +- 1.9% against
             70.7 +- 1.1%). 0 (default, the paper): full weight from the first step.

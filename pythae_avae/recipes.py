@@ -15,6 +15,7 @@ from .models.registry import MODEL_REGISTRY
 from .nets import ARCHITECTURES, build_nets
 from .pipelines import TrainingPipeline
 from .trainers.resumable import ResumableTrainerConfig, unwrap_model
+from .validation import check_int
 
 #: command-line model name -> config class name in the registry
 MODEL_NAMES: Dict[str, str] = {
@@ -169,10 +170,9 @@ def train_for_iterations(
         The model after the last step, in eval mode (Pythae's ``final_model`` folder holds the
         best-loss model instead).
     """
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
-    if chunk_iterations is not None and chunk_iterations < 1:
-        raise ValueError(f"chunk_iterations must be >= 1, got {chunk_iterations}")
+    check_int(iterations, "iterations", why="optimizer steps")
+    if chunk_iterations is not None:
+        check_int(chunk_iterations, "chunk_iterations", why="steps between checkpoints")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
     schedule_iterations = iterations if schedule_iterations is None else schedule_iterations
@@ -226,8 +226,7 @@ def post_train_avae_ss(
     from .models import AVAE_SS
     from .trainers import DataFreeTrainerConfig
 
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    check_int(iterations, "iterations", why="data-free steps")
     steps_per_epoch = min(steps_per_epoch, iterations)
     model = AVAE_SS.from_pretrained(pretrained, **(config or {}))
     device = device or default_device()

@@ -53,7 +53,7 @@ def test_long_presets_name_a_colormnist_net():
 
 
 def test_encoder_width_below_one_is_named():
-    with pytest.raises(ValueError, match="width must be an integer >= 1"):
+    with pytest.raises(ValueError, match="width must be an int >= 1"):
         ARCHITECTURES["colormnist-conv"][0](64, width=0)
 
 

@@ -9,11 +9,11 @@
 * :func:`autoattack_robust_mask` — ``pyautoattack`` configured from the class count (the
   'standard' suite crashes on 7 and 2 classes as installed, attack notes §1.6).
 
-Every function puts the model in eval mode and restores its mode afterwards; a clean mistake
-counts as broken; results are re-checked by calling the model on the returned points.
+Every function runs the model in :func:`~pythae_avae.attack_mode.attack_mode` (eval mode, no
+weight gradients) and restores it afterwards; a clean mistake counts as broken; results are
+re-checked by calling the model on the returned points.
 """
 
-import contextlib
 import logging
 from typing import List, Optional, Sequence
 
@@ -22,24 +22,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..attack_mode import attack_mode
+from ..validation import check_int, check_number
+
 LOSSES = ("ce", "margin")
 
 
-@contextlib.contextmanager
-def eval_mode(module: torch.nn.Module):
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
 def check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0 (L-inf radius on [0, 1] pixels), got {eps!r}")
-    return float(eps)
+    return check_number(eps, "eps", why="L-inf radius on [0, 1] pixels")
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
@@ -80,12 +70,15 @@ def pgd_linf(
         ``broken`` is a bool tensor. ``x_adv`` is detached, within ``eps`` of ``x``, in [0, 1].
     """
     eps = check_eps(eps)
-    if steps < 1 or restarts < 1:
-        raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-    step_size = 2.5 * eps / steps if step_size is None else step_size
+    steps = check_int(steps, "steps", why="PGD iterations")
+    restarts = check_int(restarts, "restarts", why="random starts")
+    if step_size is None:
+        step_size = 2.5 * eps / steps
+    else:  # a negative step would descend the loss: a silently weaker attack
+        step_size = check_number(step_size, "step_size", strict=True, why="or None for 2.5 eps / steps")
     x, y = x.detach(), y.detach()
     lower, upper = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
-    with eval_mode(model), torch.enable_grad():
+    with attack_mode(model), torch.enable_grad():
         with torch.no_grad():
             broken = model(x).argmax(1) != y
         best = x.clone()
@@ -162,7 +155,7 @@ def _verify(model, x, y, x_adv, broken, eps):
     """Post-conditions: the threat model holds and broken points really are misclassified."""
     if float((x_adv - x).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("attack left the threat model (L-inf ball intersected with [0, 1])")
-    with eval_mode(model), torch.no_grad():
+    with attack_mode(model), torch.no_grad():
         wrong = model(x_adv).argmax(1) != y
     if bool((broken & ~wrong).any()):
         raise RuntimeError("attack reported points as broken that the model classifies correctly")
@@ -214,12 +207,12 @@ def autoattack_robust_mask(
         kwargs["attacks"] = default_attacks
     X, y = X.to(torch.float32), y.to(torch.long)
     if eps == 0:
-        with eval_mode(model), torch.no_grad():
+        with attack_mode(model), torch.no_grad():
             return torch.cat([
                 (model(X[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size])
                 for i in range(0, len(X), batch_size)
             ]).numpy()
-    with eval_mode(model):
+    with attack_mode(model):
         adversary = AutoAttack(model, **kwargs)
         if n_targets is not None:  # 'standard' hard-codes 9 targets; must be set after init
             adversary.apgd_targeted.n_target_classes = n_targets

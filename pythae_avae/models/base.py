@@ -10,6 +10,7 @@ from pythae.models import VAE, VAEConfig
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 
+from ..validation import check_int, check_number
 from .coupling import kl_standard_normal
 from .registry import PluginLoadMixin
 
@@ -40,10 +41,8 @@ class AVAEFamilyConfig(VAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.obs_var > 0:
-            raise ValueError(f"obs_var must be > 0 (observation variance), got {self.obs_var}")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        check_number(self.obs_var, "obs_var", strict=True, why="observation variance")
+        check_int(self.latent_dim, "latent_dim")
 
 
 class TermMeter:

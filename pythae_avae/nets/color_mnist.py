@@ -14,6 +14,7 @@ from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
+from ..validation import check_int
 from ._layers import conv_block, latent_dim_of, split_gaussian
 from .rebuild import Rebuildable
 
@@ -66,8 +67,7 @@ class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
 
     def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32):
         super().__init__()
-        if width < 1:
-            raise ValueError(f"width must be an integer >= 1, got {width}")
+        check_int(width, "width", why="channels of the first conv layer")
         self.latent_dim = latent_dim_of(latent_dim)
         self.features = nn.Sequential(
             *conv_block(3, width, 4, batch_norm),  # 28 -> 14

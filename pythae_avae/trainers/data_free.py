@@ -22,6 +22,7 @@ from pydantic.dataclasses import dataclass
 from pythae.trainers.training_callbacks import TrainingCallback
 from torch.utils.data import DataLoader, Dataset
 
+from ..validation import check_int
 from .registry import register_trainer
 from .resumable import ResumableTrainer, ResumableTrainerConfig
 
@@ -49,9 +50,8 @@ class DataFreeTrainerConfig(ResumableTrainerConfig):
     def __post_init__(self):
         super().__post_init__()
         for name in ("steps_per_epoch", "num_steps", "batch_size", "num_epochs"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name)
         if self.num_steps is not None:
             if self.num_steps % self.steps_per_epoch:
                 raise ValueError(

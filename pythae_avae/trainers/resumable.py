@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..models.serialization import short_reason
+from ..validation import check_int
 from .registry import register_trainer
 
 CHECKPOINT = "checkpoint"
@@ -84,9 +85,7 @@ class ResumableTrainerConfig(BaseTrainerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
-                or self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be an int >= 1 (optimizer steps), got {self.checkpoint_every!r}")
+        check_int(self.checkpoint_every, "checkpoint_every", why="optimizer steps")
         if self.resume_from is not None and not os.path.isfile(os.path.join(self.resume_from, TRAINER_STATE)):
             raise FileNotFoundError(
                 f"resume_from={self.resume_from!r} must be a checkpoint folder holding {TRAINER_STATE} "

@@ -1,10 +1,10 @@
-import math
 from typing import Literal, Optional
 
 from pydantic.dataclasses import dataclass
 
 from ..base import STRICT, AVAEFamilyConfig
 from ..coupling import check_rho
+from ...validation import check_int, check_number
 
 
 @dataclass(config=STRICT)
@@ -64,11 +64,9 @@ class AVAEConfig(AVAEFamilyConfig):
     def __post_init__(self):
         super().__post_init__()
         check_rho(self.rho, "rho")
-        if self.warmup_epoch < 0:
-            raise ValueError(f"warmup_epoch must be an int >= 0 (epochs), got {self.warmup_epoch!r}")
+        check_int(self.warmup_epoch, "warmup_epoch", minimum=0, why="epochs")
         if self.aux_noise_std is not None:
             if not self.aux_noise:
                 raise ValueError("aux_noise_std needs aux_noise=True (the delusion is noise-free otherwise), "
                                  f"got aux_noise_std={self.aux_noise_std}")
-            if not (math.isfinite(self.aux_noise_std) and self.aux_noise_std >= 0):
-                raise ValueError(f"aux_noise_std must be a finite number >= 0 or None, got {self.aux_noise_std}")
+            check_number(self.aux_noise_std, "aux_noise_std", why="pixel noise std, or None for sqrt(obs_var)")

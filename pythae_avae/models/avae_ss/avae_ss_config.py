@@ -2,6 +2,7 @@ from pydantic.dataclasses import dataclass
 
 from ..avae.avae_config import AVAEConfig
 from ..base import STRICT
+from ...validation import check_int
 
 
 @dataclass(config=STRICT)
@@ -23,8 +24,7 @@ class AVAE_SS_Config(AVAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        check_int(self.batch_size, "batch_size", why="prior samples per step")
         if self.prior_noise and self.reconstruction_loss == "bce":
             raise ValueError(
                 "prior_noise=True needs reconstruction_loss='mse': noisy samples leave [0, 1]"

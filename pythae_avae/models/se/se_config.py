@@ -1,16 +1,11 @@
-import math
 from typing import Literal, Optional
 
 from pydantic.dataclasses import dataclass
 
 from ..base import STRICT, AVAEFamilyConfig
 from ..coupling import check_rho
+from ...validation import check_int, check_number
 from .select import W2_NEEDS_RANDOM_START
-
-
-def _check_number(value, name: str, condition: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {condition}, got {value!r}")
 
 
 @dataclass(config=STRICT)
@@ -57,20 +52,10 @@ class SEConfig(AVAEFamilyConfig):
     def __post_init__(self):
         super().__post_init__()
         check_rho(self.rho_se, "rho_se")
-        _check_number(self.se_eps, "se_eps", ">= 0 (L-infinity radius)")
-        if self.se_eps < 0:
-            raise ValueError(f"se_eps must be >= 0 (L-infinity radius), got {self.se_eps}")
-        if isinstance(self.se_steps, bool) or not isinstance(self.se_steps, int) or self.se_steps < 1:
-            raise ValueError(
-                f"se_steps must be an int >= 1 (PGD steps; use se_eps=0 for no attack), "
-                f"got {self.se_steps!r}"
-            )
+        check_number(self.se_eps, "se_eps", why="L-infinity radius")
+        check_int(self.se_steps, "se_steps", why="PGD steps; use se_eps=0 for no attack")
         if self.se_step_size is not None:
-            _check_number(self.se_step_size, "se_step_size", "> 0 (or None)")
-            if self.se_step_size <= 0:
-                raise ValueError(f"se_step_size must be > 0 (or None), got {self.se_step_size}")
+            check_number(self.se_step_size, "se_step_size", strict=True, why="or None for 2.5 se_eps / se_steps")
         if self.se_attack_loss == "w2" and not self.se_random_start:
             raise ValueError(f"se_random_start=False: se_{W2_NEEDS_RANDOM_START}")
-        _check_number(self.se_recon_aux, "se_recon_aux", ">= 0 (lambda_rec)")
-        if self.se_recon_aux < 0:
-            raise ValueError(f"se_recon_aux must be >= 0 (lambda_rec), got {self.se_recon_aux}")
+        check_number(self.se_recon_aux, "se_recon_aux", why="lambda_rec")

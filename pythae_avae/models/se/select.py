@@ -16,9 +16,10 @@ attack below is our reconstruction (spec §2.3, tags [I]):
   where ``(mu0, sigma0^2)`` is the code of the clean ``x``, computed once and held fixed;
 * ``steps`` signed-gradient steps of size ``step_size`` (default ``2.5 eps / steps``) from a
   uniform random start in the eps-ball, each followed by projection onto the ball and [0, 1];
-* the encoder runs in eval mode (BatchNorm uses its running statistics, no dropout) and is put
-  back in its previous mode afterwards; gradients are taken with respect to the input only
-  (``torch.autograd.grad``), so parameters, their ``.grad`` and BatchNorm buffers are left
+* the encoder runs in :func:`~pythae_avae.attack_mode.attack_mode` (eval mode: BatchNorm uses
+  its running statistics, no dropout; parameters out of autograd, so no weight gradient is
+  computed) and is put back as it was afterwards; gradients are taken with respect to the input
+  only (``torch.autograd.grad``), so parameters, their ``.grad`` and BatchNorm buffers are left
   untouched; the decoder is never called; the result is detached (Danskin-style: no
   differentiation through the argmax).
 """
@@ -28,6 +29,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ...attack_mode import attack_mode
 from ..coupling import gaussian_w2_squared, kl_to_coupled_target
 
 ATTACK_LOSSES = ("coupling_kl", "w2")
@@ -109,9 +111,7 @@ def select_pgd(
         )
     alpha = 2.5 * eps / steps if step_size is None else step_size
     lower, upper = (x0 - eps).clamp(min=0.0), (x0 + eps).clamp(max=1.0)
-    was_training = encoder.training
-    encoder.eval()
-    try:
+    with attack_mode(encoder):
         with torch.no_grad():
             mu0, logvar0 = _encode(encoder, x0)
         x_adv = x0
@@ -124,6 +124,4 @@ def select_pgd(
                 objective = attack_objective(mu_adv, logvar_adv, mu0, logvar0, attack_loss, rho)
                 (grad,) = torch.autograd.grad(objective.sum(), x_adv)
                 x_adv = torch.max(torch.min(x_adv.detach() + alpha * grad.sign(), upper), lower)
-    finally:
-        encoder.train(was_training)
     return x_adv.detach()

@@ -1,10 +1,12 @@
 """The state a network is attacked in: evaluation mode, parameters out of autograd.
 
-Both attacks of this package differentiate a network with respect to its input only: SE's
-Select (on the encoder, during training) and the evaluation's PGD (on probe ∘ encoder). With
-the parameters still requiring gradients, every backward pass through a convolution or linear
-layer also computes the weight gradients, which nobody reads (`benchmarks/speed.py` prints
-the step with and without them).
+Every attack of this package differentiates a network with respect to its input only: SE's
+Select (on the encoder, during training), our PGD and AutoAttack (on probe ∘ encoder). With the
+parameters still requiring gradients, an attack that calls ``.backward()`` (AutoAttack's FAB
+does) also computes the weight gradients and accumulates them into the evaluated model's
+``.grad``: before this context, evaluating a model with AutoAttack left a gradient on every
+parameter (``tests/test_attack_mode.py``). ``torch.autograd.grad(..., x)``, which our own
+attacks use, already skips the weight gradients, so they run no faster here.
 """
 
 import contextlib

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pythae_avae.attack_mode import attack_mode
-from pythae_avae.evaluation import pgd_linf
+from pythae_avae.evaluation import autoattack_robust_mask, pgd_linf
 from pythae_avae.models.se.select import select_pgd
 from pythae_avae.nets import build_nets
 
@@ -66,3 +66,15 @@ def test_attacks_leave_the_network_as_they_found_it():
     pgd_linf(model, x, torch.zeros(3, dtype=torch.long), eps=0.1, steps=2)
     assert state(model) == before
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_autoattack_leaves_no_gradient_on_the_model():
+    # FAB calls .backward(): without attack_mode it filled every parameter's .grad
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 10))
+    X = torch.rand(8, 3, 8, 8)
+    y = model(X).argmax(1)
+    robust = autoattack_robust_mask(model, X, y, eps=1e-4, n_classes=10, device="cpu")
+    assert robust.sum() > 0  # the points reach FAB (it attacks what APGD leaves standing)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())

@@ -36,6 +36,7 @@ def test_tiny_run_writes_table_json_and_figures(tmp_path):
     for name in ("AVAE", "AVAE-SS"):  # the delusion's std reaches both delusion models
         saved = tmp_path / "runs" / name / "pythae" / "checkpoint" / "model_config.json"
         assert json.loads(saved.read_text())["aux_noise_std"] == 0.3
+        assert json.loads(saved.read_text())["obs_var"] == 0.1  # the quick preset's v
 
 
 def test_presets_and_bad_model_names():
@@ -43,6 +44,9 @@ def test_presets_and_bad_model_names():
     args = example.parse_args(["--preset", "quick"])
     assert args.iterations == example.PRESETS["quick"]["iterations"]
     assert example.parse_args(["--iterations", "7"]).iterations == 7
+    # the quick preset's v suits its short budget; the longer ones keep the official 0.5; flags win
+    assert args.obs_var == 0.1 and example.parse_args(["--preset", "standard"]).obs_var == 0.5
+    assert example.parse_args(["--obs-var", "0.3"]).obs_var == 0.3
     # the longer presets take the most robust net measured (RESULTS.md, Fig. 5 section); flags win
     assert args.arch == "colormnist-conv"
     assert example.parse_args(["--preset", "standard"]).arch == example.PRESETS["standard"]["arch"] != args.arch

@@ -18,10 +18,9 @@ attack below is our reconstruction (spec §2.3, tags [I]):
   uniform random start in the eps-ball, each followed by projection onto the ball and [0, 1];
 * the encoder runs in :func:`~pythae_avae.attack_mode.attack_mode` (eval mode: BatchNorm uses
   its running statistics, no dropout; parameters out of autograd) and is put back as it was
-  afterwards; gradients are taken with respect to the input
-  only (``torch.autograd.grad``), so parameters, their ``.grad`` and BatchNorm buffers are left
-  untouched; the decoder is never called; the result is detached (Danskin-style: no
-  differentiation through the argmax).
+  afterwards; gradients are taken with respect to the input only (``torch.autograd.grad``),
+  so parameters, their ``.grad`` and BatchNorm buffers are left untouched; the decoder is
+  never called; the result is detached (Danskin-style: no differentiation through the argmax).
 """
 
 from typing import Optional

@@ -16,6 +16,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .validation import check_int
+
 
 def _encoder_decoder(model):
     model = getattr(model, "module", model)
@@ -41,8 +43,9 @@ def autoencoding_consistency(
         dict with ``slope``, ``residual_var``, ``mean_distance`` (floats) and ``chain_drift``
         (list of ``chain_steps + 1`` floats, the first 0).
     """
-    if n_samples < 2 or chain_steps < 0 or batch_size < 1:
-        raise ValueError("need n_samples >= 2, chain_steps >= 0 and batch_size >= 1")
+    check_int(n_samples, "n_samples", minimum=2, why="a slope needs two samples")
+    check_int(chain_steps, "chain_steps", minimum=0)
+    check_int(batch_size, "batch_size")
     encoder, decoder = _encoder_decoder(model)
     modules = (encoder, decoder)
     was_training = [m.training for m in modules]

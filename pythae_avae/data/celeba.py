@@ -39,6 +39,8 @@ from PIL import Image
 from pythae.data.datasets import DatasetOutput
 from torch.utils.data import Dataset
 
+from ..validation import check_int
+
 #: The 40 CelebA attributes, in the order of ``list_attr_celeba.txt`` (torchvision's indices).
 CELEBA_ATTRIBUTES: Tuple[str, ...] = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
@@ -296,8 +298,8 @@ class CelebA(Dataset):
     ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        if limit is not None:
+            check_int(limit, "limit", why="images, or None for all")
         if crop_size < image_size:
             raise ValueError(f"crop_size ({crop_size}) must be >= image_size ({image_size})")
         self.root, self.split = str(root), split

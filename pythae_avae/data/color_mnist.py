@@ -25,6 +25,8 @@ from pythae.data.datasets import DatasetOutput
 from pythae.trainers.training_callbacks import TrainingCallback
 from torch.utils.data import Dataset
 
+from ..validation import check_int
+
 N_COLORS = 7
 TASKS = {"digit": 10, "color": N_COLORS}
 EMBEDDED_TEST_PER_CLASS = 100
@@ -137,8 +139,7 @@ class ColorMNIST(Dataset):
     ):
         gray, digits = load_mnist_digits(split, source, root, download)
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be >= 1, got {limit}")
+            check_int(limit, "limit", why="images, or None for all")
             gray, digits = gray[:limit], digits[:limit]
         self.split, self.seed = split, seed
         self.gray = gray

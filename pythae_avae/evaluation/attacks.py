@@ -168,8 +168,7 @@ def autoattack_config(n_classes: int):
     K = 3: custom APGD-CE, APGD-DLR (untargeted DLR needs K >= 3), FAB, Square.
     K = 2: custom APGD-CE, FAB, Square (DLR is undefined); callers add margin PGD.
     """
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    check_int(n_classes, "n_classes", minimum=2)
     if n_classes >= 4:
         return "standard", None, min(9, n_classes - 1)
     if n_classes == 3:

@@ -1,13 +1,12 @@
 import torch
 from torch import nn
 
+from ..validation import check_int
+
 
 def latent_dim_of(spec) -> int:
     """Accepts an int or anything with ``.latent_dim`` (a Pythae model config)."""
-    d = getattr(spec, "latent_dim", spec)
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ValueError(f"latent_dim must be a positive int, got {d!r}")
-    return d
+    return check_int(getattr(spec, "latent_dim", spec), "latent_dim")
 
 
 def conv_block(c_in, c_out, kernel, batch_norm=True):

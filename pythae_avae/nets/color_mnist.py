@@ -94,7 +94,7 @@ class ColorMNISTConvDecoder(Rebuildable, BaseDecoder):
 
     def __init__(self, latent_dim=64, width: int = 32):
         super().__init__()
-        if width < 2 or width % 2:
+        if check_int(width, "width", minimum=2) % 2:  # the first transposed convolution halves it
             raise ValueError(f"width must be an even number >= 2, got {width}")
         self.width = width
         self.fc = nn.Sequential(nn.Linear(latent_dim_of(latent_dim), width * 7 * 7), nn.ReLU())

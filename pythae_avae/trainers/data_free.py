@@ -50,8 +50,9 @@ class DataFreeTrainerConfig(ResumableTrainerConfig):
     def __post_init__(self):
         super().__post_init__()
         for name in ("steps_per_epoch", "num_steps", "batch_size", "num_epochs"):
-            if getattr(self, name) is not None:
-                check_int(getattr(self, name), name)
+            value = getattr(self, name)
+            if value is not None:
+                check_int(value, name)
         if self.num_steps is not None:
             if self.num_steps % self.steps_per_epoch:
                 raise ValueError(

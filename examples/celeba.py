@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
-from pythae_avae.evaluation import evaluate_robustness
+from pythae_avae.evaluation import WORST, evaluate_robustness
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device
 from pythae_avae.recipes import train_by_name
 
@@ -149,11 +149,13 @@ def _rows(result) -> List[dict]:
 
 
 def worst_case(rows: List[dict]) -> Dict[tuple, dict]:
-    """``{(task, eps): row}`` keeping, per task and eps, the attack with the lowest accuracy."""
+    """``{(task, eps): row}``: per task and eps, the per-example worst case over the attacks
+    (``evaluate_robustness``'s ``"worst"`` row) where several ran, else the one attack's row."""
     best: Dict[tuple, dict] = {}
     for row in rows:
         key = (row["task"], float(row["eps"]))
-        if key not in best or row["accuracy"] < best[key]["accuracy"]:
+        if key not in best or row["attack"] == WORST or (
+                best[key]["attack"] != WORST and row["accuracy"] < best[key]["accuracy"]):
             best[key] = row
     return best
 

@@ -77,6 +77,8 @@ CASES = {
     "unknown config key": (config(rhoo=0.5), ValueError, r"rhoo\s+Unexpected keyword argument"),
     "unknown estimator": (config(coupling_estimator="mc"), ValueError,
                           r"coupling_estimator\s+Input should be 'analytic' or 'paired'"),
+    "entropic_ot with paired": (config(coupling_estimator="paired", coupling="entropic_ot"), ValueError,
+                                r"coupling='entropic_ot' needs coupling_estimator='analytic'.*got coupling_estimator='paired'"),
     "SE eps < 0": (lambda out: SEConfig(input_dim=SHAPE, latent_dim=4, se_eps=-0.1), ValueError,
                    r"se_eps must be a finite number >= 0 \(L-infinity radius\), got -0.1"),
     "SE eps = NaN": (lambda out: SEConfig(input_dim=SHAPE, latent_dim=4, se_eps=float("nan")), ValueError,

@@ -234,6 +234,18 @@ def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):
     assert any(name.endswith(".md") for name in written) and any(name.endswith(".json") for name in written)
 
 
+def test_table2_takes_the_per_example_worst_case_where_several_attacks_ran():
+    example = load_celeba_example()
+
+    def row(attack, accuracy, task="Smiling"):
+        return dict(task=task, eps=0.1, attack=attack, accuracy=accuracy)
+
+    several = example.worst_case([row("pgd", 60.0), row("worst", 70.0), row("autoattack", 75.0)])
+    assert several[("Smiling", 0.1)]["attack"] == "worst"  # not the lower row of another image set
+    alone = example.worst_case([row("pgd", 80.0), row("autoattack", 75.0, "Bald"), row("pgd", 90.0, "Bald")])
+    assert alone[("Smiling", 0.1)]["accuracy"] == 80.0 and alone[("Bald", 0.1)]["accuracy"] == 75.0
+
+
 def test_example_explains_a_missing_folder(tmp_path, capsys):
     example = load_celeba_example()
     with pytest.raises(SystemExit) as exit_info:

@@ -38,11 +38,13 @@ def test_evaluates_checkpoints_saved_models_and_pythae_models(folders, tmp_path,
             clean, attacked = table.accuracy(task, 0.0, "pgd"), table.accuracy(task, 0.1, "pgd")
             assert clean is not None and attacked is not None and attacked <= clean
             assert table.accuracy(task, 0.1, "autoattack") is not None
-            assert table.select(task=task, attack="pgd", eps=0.1)[0]["n"] == 40
+            assert [r["n"] for r in table.select(task=task, attack="pgd", eps=0.1)] == [40]
+            (worst,) = table.select(task=task, attack="worst", eps=0.1)
+            assert worst["n"] == 8 and worst["accuracy"] <= table.accuracy(task, 0.1, "autoattack")
         assert f"| {name} |" in out
         assert json.loads((tmp_path / name / "robustness.json").read_text())
         assert (tmp_path / name / "autoattack" / "robustness.json").exists()
-    assert "AutoAttack on 8 test images" in out
+    assert "AutoAttack on 8 test images" in out and "PGD and AutoAttack together on those 8 images" in out
     written = (tmp_path / "results.md").read_text()
     assert written.startswith("Command: `python -m pythae_avae.evaluation ")
     assert "--names AVAE VAE 'Pythae VAE'" in written  # quoted as a shell would need it
@@ -92,6 +94,8 @@ def test_probe_n_fits_the_colormnist_probes_on_the_first_training_images():
     assert x.shape == (100, 3, 28, 28) and np.array_equal(x, full_x[:100])
     assert all(np.array_equal(labels[t], full_labels[t][:100]) for t in tasks)
     assert len(test[0]) == 1000
+    (x, _), _, _ = load_data(parse_args(["some_folder"]))
+    assert len(x) == len(full_x) == 4000  # by default all, as benchmarks/ fit the probes
 
 
 def test_probe_c_sets_the_regularisation_of_every_probe(folders, tmp_path):

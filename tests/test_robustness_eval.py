@@ -7,6 +7,7 @@ import torch
 from eval_fixtures import LinearEncoder, make_data
 from pythae_avae import AVAE, AVAEConfig
 from pythae_avae.evaluation import evaluate_robustness, format_table1, import_robustbench
+from pythae_avae.evaluation import robustness
 
 SHAPE = (3, 6, 6)
 
@@ -26,7 +27,12 @@ def test_end_to_end_rows_and_files(setup, tmp_path):
     table = evaluate_robustness(encoder, train, test, eps=(0, 0.01, 0.3), attacks=("pgd", "autoattack"),
                                 autoattack_n=30, pgd_steps=20, output_dir=str(tmp_path), model_name="lin",
                                 device="cpu", progress=False)
-    assert len(table) == 2 * 3 * 2
+    assert len(table) == 2 * 3 * 3  # pgd, autoattack and their per-example worst case
+    for task in ("rule", "binary"):
+        for e in (0, 0.01, 0.3):
+            (worst,) = table.select(task=task, eps=float(e), attack="worst")
+            assert worst["n"] == 30 and worst["accuracy"] <= table.accuracy(task, e, "autoattack")
+        assert table.accuracy(task, 0, "worst") == table.select(task=task, attack="worst")[0]["clean_accuracy"]
     for task in ("rule", "binary"):
         clean = table.accuracy(task, 0, "pgd")
         assert clean == table.select(task=task, eps=0.0, attack="pgd")[0]["clean_accuracy"]
@@ -44,8 +50,27 @@ def test_end_to_end_rows_and_files(setup, tmp_path):
     assert md.splitlines()[2].startswith("| lin |")
 
 
+def test_worst_case_is_per_example_not_the_lowest_row(setup, monkeypatch):
+    """Two attacks that each break a different example leave 98 of 100 standing, not 99."""
+    encoder, train, test = setup
+
+    def fake_attack(attack, classifier, X, y, eps, *args):
+        robust = np.ones(len(X), dtype=bool)
+        if eps > 0:
+            robust[0 if attack == "pgd" else 1] = False
+        return robust, attack
+
+    monkeypatch.setattr(robustness, "_attack", fake_attack)
+    table = evaluate_robustness(encoder, train, test, tasks=["rule"], eps=(0, 0.1), attacks=("pgd", "autoattack"),
+                                device="cpu", progress=False)
+    assert table.accuracy("rule", 0.1, "pgd") == table.accuracy("rule", 0.1, "autoattack") == 99.0
+    assert table.accuracy("rule", 0.1, "worst") == 98.0
+    assert table.accuracy("rule", 0, "worst") == 100.0
+
+
 def test_works_on_a_pythae_model_and_leaves_it_untouched():
     model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=4))
+    model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     X = np.random.default_rng(0).uniform(size=(60, *SHAPE)).astype(np.float32)
     y = (X.mean(axis=(1, 2, 3)) > 0.5).astype(int)
@@ -54,6 +79,7 @@ def test_works_on_a_pythae_model_and_leaves_it_untouched():
     assert len(table) == 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+    assert all(m.training for m in model.modules())  # the clean pass, too, restores the mode
 
 
 def test_bad_arguments(setup):

@@ -7,9 +7,10 @@ from .attacks import autoattack_config, autoattack_robust_mask, pgd_linf, pgd_ro
 from .features import embed
 from .linear_probe import LinearProbe, ProbeClassifier, fit_probes, linear_from_sklearn
 from .robustbench_shim import import_robustbench
-from .robustness import RobustnessTable, evaluate_robustness, format_table1, model_cards, write_reports
+from .robustness import WORST, RobustnessTable, evaluate_robustness, format_table1, model_cards, write_reports
 
 __all__ = [
+    "WORST",
     "LinearProbe",
     "ProbeClassifier",
     "RobustnessTable",

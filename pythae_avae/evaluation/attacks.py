@@ -66,8 +66,9 @@ def pgd_linf(
         generator: a CPU ``torch.Generator`` for the random starts (reproducible).
 
     Returns:
-        ``(x_adv, broken)``: for broken examples the misclassified iterate, else the last one;
-        ``broken`` is a bool tensor. ``x_adv`` is detached, within ``eps`` of ``x``, in [0, 1].
+        ``(x_adv, broken)``: for broken examples the first misclassified iterate, else ``x``
+        itself (an attack that failed has no point to show); ``broken`` is a bool tensor.
+        ``x_adv`` is detached, within ``eps`` of ``x``, in [0, 1].
     """
     eps = check_eps(eps)
     steps = check_int(steps, "steps", why="PGD iterations")

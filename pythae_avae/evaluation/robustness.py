@@ -18,11 +18,13 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..attack_mode import attack_mode
 from .attacks import autoattack_config, autoattack_robust_mask, check_eps, pgd_robust_mask
 from .features import as_encoder, check_images, default_device, embed
 from .linear_probe import fit_probes
 
 ATTACKS = ("pgd", "autoattack")
+WORST = "worst"  # the rows that combine the attacks (when several ran) example by example
 COLUMNS = ("model", "task", "n_classes", "eps", "attack", "accuracy", "balanced_accuracy",
            "clean_accuracy", "majority_rate", "n", "details", "seed")
 
@@ -112,7 +114,9 @@ def evaluate_robustness(
         attacks: ``"pgd"`` (ours: ``pgd_losses`` each with ``pgd_restarts`` restarts of
             ``pgd_steps`` steps; per-example worst case) and/or ``"autoattack"``
             (``pyautoattack``, configured by class count; for 2 and 3 classes it is combined
-            with margin PGD, which stands in for the DLR losses).
+            with margin PGD, which stands in for the DLR losses). With both, rows of attack
+            ``"worst"`` follow: the per-example worst case of the two (an example counts as
+            robust only if neither breaks it), on AutoAttack's ``autoattack_n`` examples.
         n_examples: attack only the first ``n_examples`` test images.
         autoattack_n: AutoAttack on only the first ``autoattack_n`` of those (it is slow on CPU).
         estimator, standardize: the probe (default ``LogisticRegression(max_iter=5000)``, raw
@@ -121,7 +125,8 @@ def evaluate_robustness(
             ``robustness.md`` and ``robustness.csv`` there.
 
     Returns:
-        A :class:`RobustnessTable` with one row per (task, eps, attack).
+        A :class:`RobustnessTable` with one row per (task, eps, attack), and per (task, eps)
+        for ``"worst"`` when several attacks ran.
     """
     unknown = set(attacks) - set(ATTACKS)
     if unknown or not attacks:
@@ -153,17 +158,29 @@ def evaluate_robustness(
             clean = probe.predict_features(test_features) == labels
             clean_acc, _ = _rates(clean, labels)
             majority = 100.0 * float(np.bincount(y_idx.numpy()).max() / len(labels))
+
+            def row(attack, e, robust, details):
+                n = len(robust)
+                acc, bal = _rates(robust, labels[:n])
+                return dict(model=model_name, task=task, n_classes=n_classes, eps=e, attack=attack,
+                            accuracy=acc, balanced_accuracy=bal, clean_accuracy=_rates(clean[:n], labels[:n])[0],
+                            majority_rate=majority, n=n, details=details, seed=seed)
+
+            masks = {e: [] for e in eps}
             for attack in attacks:
                 n = len(labels) if attack == "pgd" or autoattack_n is None else min(autoattack_n, len(labels))
                 for e in eps:
                     robust, details = _attack(attack, classifier, X_test[:n], y_idx[:n], e, n_classes,
                                               pgd_steps, pgd_restarts, pgd_losses, batch_size, device,
                                               seed, progress)
-                    acc, bal = _rates(robust, labels[:n])
-                    rows.append(dict(model=model_name, task=task, n_classes=n_classes, eps=e,
-                                     attack=attack, accuracy=acc, balanced_accuracy=bal,
-                                     clean_accuracy=_rates(clean[:n], labels[:n])[0],
-                                     majority_rate=majority, n=n, details=details, seed=seed))
+                    masks[e].append(robust)
+                    rows.append(row(attack, e, robust, details))
+            if len(attacks) > 1:  # the final number: an example counts only if every attack fails on it
+                for e in eps:
+                    n = min(len(m) for m in masks[e])
+                    robust = np.logical_and.reduce([m[:n] for m in masks[e]])
+                    rows.append(row(WORST, e, robust, f"per-example worst case of {'+'.join(attacks)} "
+                                                      f"on the first {n} test images"))
     finally:
         encoder.to(original_device)
     table = RobustnessTable(rows)
@@ -174,8 +191,7 @@ def evaluate_robustness(
 
 def _attack(attack, classifier, X, y, eps, n_classes, steps, restarts, losses, batch_size, device, seed, progress):
     if eps == 0:
-        with torch.no_grad():
-            classifier.eval()
+        with torch.no_grad(), attack_mode(classifier):
             pred = torch.cat([classifier(X[i : i + batch_size].to(device)).argmax(1).cpu()
                               for i in range(0, len(X), batch_size)])
         return (pred == y).numpy(), "clean"

@@ -113,6 +113,18 @@ def entropic_ot_coupling_gain(
     return gain.sum(dim=-1)
 
 
+def check_coupling_options(estimator: str, coupling: str) -> None:
+    """Refuses the optimal-coupling gain on top of the paired estimator.
+
+    ``J(c*) - J(0)`` (spec §2.6) is the gain over the analytic expectation under the product
+    coupling of two fixed Gaussians; the paired estimator already evaluates the coupling at the
+    ``z`` that produced ``x~``, so adding the gain to it mixes two couplings.
+    """
+    if coupling == "entropic_ot" and estimator == "paired":
+        raise ValueError("coupling='entropic_ot' needs coupling_estimator='analytic': its gain (spec §2.6) is "
+                         "derived against the analytic product-coupling expectation, got coupling_estimator='paired'")
+
+
 def consistency_loss(
     mu: torch.Tensor,
     logvar: torch.Tensor,
@@ -137,6 +149,7 @@ def consistency_loss(
         dict of per-example tensors ``coupling`` (= -C, or -C - OT gain), ``entropy`` (= -H) and
         ``total`` (their sum), each of shape ``(B,)``.
     """
+    check_coupling_options(estimator, coupling)
     if estimator == "analytic":
         log_c = expected_log_coupling(mu, logvar, mu_aux, logvar_aux, rho)
     elif estimator == "paired":

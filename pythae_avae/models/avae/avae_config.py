@@ -3,7 +3,7 @@ from typing import Literal, Optional
 from pydantic.dataclasses import dataclass
 
 from ..base import STRICT, AVAEFamilyConfig
-from ..coupling import check_rho
+from ..coupling import check_coupling_options, check_rho
 from ...validation import check_int, check_number
 
 
@@ -31,7 +31,8 @@ class AVAEConfig(AVAEFamilyConfig):
             fixed (official code); ``"paired"`` evaluates the coupling at the sample z that
             produced ``x~`` (spec §1.4). Default: ``"analytic"``.
         coupling (str): ``"product"`` coupling ``q(z|x) q(z'|x~)`` (paper) or the optimal
-            ``"entropic_ot"`` joint Gaussian coupling (spec §2.6). Default: ``"product"``.
+            ``"entropic_ot"`` joint Gaussian coupling (spec §2.6; with the ``"analytic"``
+            estimator only, the one its gain is derived for). Default: ``"product"``.
         aux_batch_norm (str): how the delusion's encoder pass, a batch of its own, uses the
             encoder's BatchNorm layers during training (the paper does not say):
             ``"batch"`` like a data batch, its statistics folded into the running ones that
@@ -65,6 +66,7 @@ class AVAEConfig(AVAEFamilyConfig):
         super().__post_init__()
         check_rho(self.rho, "rho")
         check_int(self.warmup_epoch, "warmup_epoch", minimum=0, why="epochs")
+        check_coupling_options(self.coupling_estimator, self.coupling)
         if self.aux_noise_std is not None:
             if not self.aux_noise:
                 raise ValueError("aux_noise_std needs aux_noise=True (the delusion is noise-free otherwise), "

@@ -111,6 +111,13 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
     return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False)
 
 
+def clean_mask(model, X: torch.Tensor, y: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
+    """Per-example ``model(X).argmax(1) == y`` (the accuracy at eps = 0), in batches."""
+    with attack_mode(model), torch.no_grad():
+        return torch.cat([model(X[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size]
+                          for i in range(0, len(X), batch_size)]).numpy()
+
+
 def pgd_robust_mask(
     model,
     X: torch.Tensor,
@@ -207,11 +214,7 @@ def autoattack_robust_mask(
         kwargs["attacks"] = default_attacks
     X, y = X.to(torch.float32), y.to(torch.long)
     if eps == 0:
-        with attack_mode(model), torch.no_grad():
-            return torch.cat([
-                (model(X[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size])
-                for i in range(0, len(X), batch_size)
-            ]).numpy()
+        return clean_mask(model, X, y, batch_size, device)
     with attack_mode(model):
         adversary = AutoAttack(model, **kwargs)
         if n_targets is not None:  # 'standard' hard-codes 9 targets; must be set after init

@@ -18,8 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..attack_mode import attack_mode
-from .attacks import autoattack_config, autoattack_robust_mask, check_eps, pgd_robust_mask
+from .attacks import autoattack_config, autoattack_robust_mask, check_eps, clean_mask, pgd_robust_mask
 from .features import as_encoder, check_images, default_device, embed
 from .linear_probe import fit_probes
 
@@ -156,7 +155,6 @@ def evaluate_robustness(
             y_idx = torch.from_numpy(probe.label_indices(labels)).long()
             n_classes = len(probe.classes_)
             clean = probe.predict_features(test_features) == labels
-            clean_acc, _ = _rates(clean, labels)
             majority = 100.0 * float(np.bincount(y_idx.numpy()).max() / len(labels))
 
             def row(attack, e, robust, details):
@@ -191,10 +189,7 @@ def evaluate_robustness(
 
 def _attack(attack, classifier, X, y, eps, n_classes, steps, restarts, losses, batch_size, device, seed, progress):
     if eps == 0:
-        with torch.no_grad(), attack_mode(classifier):
-            pred = torch.cat([classifier(X[i : i + batch_size].to(device)).argmax(1).cpu()
-                              for i in range(0, len(X), batch_size)])
-        return (pred == y).numpy(), "clean"
+        return clean_mask(classifier, X, y, batch_size, device), "clean"
     if attack == "pgd":
         robust = pgd_robust_mask(classifier, X, y, eps, steps, restarts, losses, batch_size=batch_size,
                                  device=device, seed=seed, progress=progress)

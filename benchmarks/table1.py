@@ -36,7 +36,7 @@ import torch
 
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
 from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_error
-from pythae_avae.evaluation import evaluate_robustness
+from pythae_avae.evaluation import evaluate_robustness, fit_probes
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
                                  build_model, default_device, post_train_avae_ss, train_for_iterations,
@@ -184,17 +184,19 @@ def load_or_train(args, row, seed, data, trained):
 
 def evaluate_row(args, model, row, seed, data, seconds_per_iter):
     out = run_dir(args, row, seed)
+    X_train, y_train = data["train_arrays"]
+    common = dict(tasks=list(TASKS), model_name=row, seed=seed, device=args.device, progress=not args.no_progress,
+                  probes=fit_probes(model, X_train, {t: y_train[t] for t in TASKS}, device=args.device,
+                                    progress=not args.no_progress))
     pgd = evaluate_robustness(
-        model, data["train_arrays"], data["test_arrays"], n_examples=args.eval_n, tasks=list(TASKS), eps=tuple(args.eps), attacks=("pgd",),
-        model_name=row, pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=seed,
-        device=args.device, progress=not args.no_progress, output_dir=os.path.join(out, "eval_pgd"),
+        model, None, data["test_arrays"], n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
+        pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, output_dir=os.path.join(out, "eval_pgd"), **common,
     )
     rows = [dict(r) for r in pgd.rows]
     if args.aa_n > 0:
         aa = evaluate_robustness(
-            model, data["train_arrays"], data["test_arrays"], n_examples=args.aa_n, tasks=list(TASKS), eps=(args.aa_eps,),
-            attacks=("autoattack",), model_name=row, seed=seed, device=args.device,
-            progress=not args.no_progress, output_dir=os.path.join(out, "eval_autoattack"),
+            model, None, data["test_arrays"], n_examples=args.aa_n, eps=(args.aa_eps,), attacks=("autoattack",),
+            output_dir=os.path.join(out, "eval_autoattack"), **common,
         )
         rows += [dict(r) for r in aa.rows if r["attack"] != "clean"]
     return {

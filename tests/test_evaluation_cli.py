@@ -113,6 +113,20 @@ def test_probe_c_sets_the_regularisation_of_every_probe(folders, tmp_path):
     assert tables["1e-6"].accuracy("digit", 0.0, "pgd") < tables["1"].accuracy("digit", 0.0, "pgd")
 
 
+def test_the_probes_are_fitted_once_for_pgd_and_autoattack(folders, tmp_path, monkeypatch):
+    from pythae_avae.evaluation.linear_probe import LinearProbe
+
+    fitted = []
+    fit_features = LinearProbe.fit_features
+    monkeypatch.setattr(LinearProbe, "fit_features", lambda self, f, y: fitted.append(self) or fit_features(self, f, y))
+    main([folders["VAE"], "--names", "VAE", "--output-dir", str(tmp_path), *FAST, "--autoattack-n", "4",
+          "--probe-c", "0.5"])
+    assert len(fitted) == 2  # digit and color, shared by the PGD table and AutoAttack's images
+    for card in ("VAE/robustness.json", "VAE/autoattack/robustness.json"):
+        probes = json.loads((tmp_path / card).read_text())["meta"]["probes"]
+        assert all("C=0.5" in probe for probe in probes.values())
+
+
 def test_pgd_losses_runs_one_loss_alone_and_says_so(folders, tmp_path):
     """The default attack is the per-image worst case of both losses; ``--pgd-losses`` runs one
     alone (a breakdown), recorded in the rows and the written table. With the same seed the

@@ -6,7 +6,7 @@ import torch
 
 from eval_fixtures import LinearEncoder, make_data
 from pythae_avae import AVAE, AVAEConfig
-from pythae_avae.evaluation import evaluate_robustness, format_table1, import_robustbench
+from pythae_avae.evaluation import evaluate_robustness, fit_probes, format_table1, import_robustbench
 from pythae_avae.evaluation import robustness
 
 SHAPE = (3, 6, 6)
@@ -80,6 +80,30 @@ def test_works_on_a_pythae_model_and_leaves_it_untouched():
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
     assert all(m.training for m in model.modules())  # the clean pass, too, restores the mode
+
+
+def test_fitted_probes_give_the_table_of_fitting_inside(setup):
+    encoder, train, test = setup
+    kwargs = dict(eps=(0, 0.1), pgd_steps=10, device="cpu", progress=False)
+    inside = evaluate_robustness(encoder, train, test, **kwargs)
+    probes = fit_probes(encoder, train[0], train[1], device="cpu")
+    given = evaluate_robustness(encoder, None, test, probes=probes, **kwargs)
+    assert given.rows == inside.rows
+    assert any(r["accuracy"] < r["clean_accuracy"] for r in given.rows)  # the attack did something
+
+
+def test_fitted_probes_are_checked(setup):
+    encoder, train, test = setup
+    probes = fit_probes(encoder, train[0], train[1], device="cpu")
+    with pytest.raises(ValueError, match="leave train_data"):
+        evaluate_robustness(encoder, train, test, probes=probes)
+    with pytest.raises(ValueError, match=r"probes\['binary'\] must be a fitted LinearProbe"):
+        evaluate_robustness(encoder, None, test, probes={"rule": probes["rule"]})
+    other = fit_probes(LinearEncoder(108, d=8), train[0], train[1], device="cpu")
+    with pytest.raises(ValueError, match="another encoder"):
+        evaluate_robustness(encoder, None, test, probes=other)
+    with pytest.raises(TypeError, match="pair"):  # neither train_data nor probes
+        evaluate_robustness(encoder, None, test)
 
 
 def test_bad_arguments(setup):

@@ -33,7 +33,7 @@ from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
 from ..recipes import default_device
 from .attacks import LOSSES
-from .linear_probe import default_estimator
+from .linear_probe import default_estimator, fit_probes
 from .robustness import WORST, RobustnessTable, evaluate_robustness, format_table1
 
 # CelebA's 162,770 training images are 8 GB as float32 arrays; 20,000 of them, 1 GB
@@ -125,18 +125,19 @@ def load_model(folder: str, allow_pickle: bool):
 def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
     model = load_model(folder, args.allow_pickle)
     out = os.path.join(args.output_dir, name.strip(os.sep).replace(os.sep, "_"))
-    common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device,
-                  estimator=default_estimator(C=args.probe_c),
-                  progress=not args.no_progress)
-    pgd = dict(pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, pgd_losses=tuple(args.pgd_losses))
-    table = evaluate_robustness(model, train, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
-                                output_dir=out, **pgd, **common)
+    probes = fit_probes(model, train[0], {t: train[1][t] for t in tasks}, estimator=default_estimator(C=args.probe_c),
+                        device=args.device, progress=not args.no_progress)
+    common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device, probes=probes,
+                  progress=not args.no_progress, pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts,
+                  pgd_losses=tuple(args.pgd_losses))
+    table = evaluate_robustness(model, None, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
+                                output_dir=out, **common)
     rows = list(table.rows)
     if args.autoattack_n > 0:
         # PGD again on AutoAttack's images, for the per-example worst case of the two ("worst" rows)
         aa = evaluate_robustness(
-            model, train, test, n_examples=args.autoattack_n, eps=tuple(args.autoattack_eps),
-            attacks=("pgd", "autoattack"), output_dir=os.path.join(out, "autoattack"), **pgd, **common)
+            model, None, test, n_examples=args.autoattack_n, eps=tuple(args.autoattack_eps),
+            attacks=("pgd", "autoattack"), output_dir=os.path.join(out, "autoattack"), **common)
         rows += [r for r in aa.rows if r["attack"] != "pgd"]
     return RobustnessTable(rows)
 

@@ -20,7 +20,7 @@ import torch
 
 from .attacks import autoattack_config, autoattack_robust_mask, check_eps, clean_mask, pgd_robust_mask
 from .features import as_encoder, check_images, default_device, embed
-from .linear_probe import fit_probes
+from .linear_probe import LinearProbe, fit_probes
 
 ATTACKS = ("pgd", "autoattack")
 WORST = "worst"  # the rows that combine the attacks (when several ran) example by example
@@ -81,6 +81,12 @@ def _as_data(data, name: str):
     return X, {task: np.asarray(y) for task, y in data[1].items()}
 
 
+def _check_tasks(tasks, labels: Mapping, name: str) -> None:
+    missing = [t for t in tasks if t not in labels]
+    if missing:
+        raise ValueError(f"tasks {missing} lack labels in {name}")
+
+
 def evaluate_robustness(
     model,
     train_data,
@@ -101,12 +107,14 @@ def evaluate_robustness(
     device: Optional[str] = None,
     progress: bool = True,
     batch_size: int = 500,
+    probes: Optional[Mapping[str, LinearProbe]] = None,
 ) -> RobustnessTable:
     """Linear-probe robustness of any Pythae encoder, per task, radius and attack.
 
     Args:
         model: a Pythae model (its encoder is used) or encoder; never modified.
-        train_data: ``(X_train, {task: y_train})`` to fit the probes (no attack).
+        train_data: ``(X_train, {task: y_train})`` to fit the probes (no attack); None when
+            ``probes`` are given.
         test_data: ``(X_test, {task: y_test})`` to attack. Images are ``(N, C, H, W)`` in [0, 1].
         tasks: task names (default: all of ``test_data``'s).
         eps: L-inf radii on [0, 1] pixels (``eps = 0`` is clean accuracy).
@@ -120,6 +128,10 @@ def evaluate_robustness(
         autoattack_n: AutoAttack on only the first ``autoattack_n`` of those (it is slow on CPU).
         estimator, standardize: the probe (default ``LogisticRegression(max_iter=5000)``, raw
             ``mu``).
+        probes: ``{task: LinearProbe}`` already fitted on ``model``'s encoder (e.g. by
+            :func:`fit_probes`), to attack the same probes in several calls (other images, radii
+            or attacks) without refitting them; ``train_data``, ``estimator`` and
+            ``standardize`` are then left unset.
         output_dir: if given, writes ``robustness.json`` (RobustBench-style cards),
             ``robustness.md`` and ``robustness.csv`` there.
 
@@ -131,18 +143,22 @@ def evaluate_robustness(
     if unknown or not attacks:
         raise ValueError(f"attacks must be a non-empty subset of {ATTACKS}, got {tuple(attacks)}")
     eps = [check_eps(e) for e in eps]
-    X_train, y_train = _as_data(train_data, "train_data")
     X_test, y_test = _as_data(test_data, "test_data")
     tasks = list(tasks) if tasks is not None else list(y_test)
-    missing = [t for t in tasks if t not in y_train or t not in y_test]
-    if missing:
-        raise ValueError(f"tasks {missing} lack labels in train_data or test_data")
+    _check_tasks(tasks, y_test, "test_data")
     if n_examples is not None:
         X_test, y_test = X_test[:n_examples], {t: y[:n_examples] for t, y in y_test.items()}
     device = default_device(device)
     encoder = as_encoder(model)
-    probes = fit_probes(encoder, X_train, {t: y_train[t] for t in tasks}, estimator=estimator,
-                        standardize=standardize, device=device, progress=progress)
+    if probes is None:
+        X_train, y_train = _as_data(train_data, "train_data")
+        _check_tasks(tasks, y_train, "train_data")
+        probes = fit_probes(encoder, X_train, {t: y_train[t] for t in tasks}, estimator=estimator,
+                            standardize=standardize, device=device, progress=progress)
+    else:
+        if train_data is not None or estimator is not None or standardize:
+            raise ValueError("probes are already fitted: leave train_data, estimator and standardize unset")
+        probes = _check_probes(probes, tasks, encoder)
     test_features = embed(encoder, X_test, device=device, progress=progress)
     original_device = next(encoder.parameters()).device
     rows = []
@@ -185,6 +201,20 @@ def evaluate_robustness(
     if output_dir is not None:
         write_reports(table, output_dir, model_name, probes)
     return table
+
+
+def _check_probes(probes, tasks, encoder) -> Dict[str, LinearProbe]:
+    """The given probes of ``tasks``, each fitted and attached to ``encoder`` (a probe of
+    another encoder would be attacked through that encoder: a silently wrong table)."""
+    if not isinstance(probes, Mapping):
+        raise TypeError(f"probes must map task names to fitted LinearProbes, got {type(probes).__name__}")
+    for task in tasks:
+        probe = probes.get(task)
+        if not isinstance(probe, LinearProbe) or not hasattr(probe, "estimator_"):
+            raise ValueError(f"probes[{task!r}] must be a fitted LinearProbe, got {probe!r}")
+        if as_encoder(probe.encoder) is not encoder:
+            raise ValueError(f"probes[{task!r}] was fitted on another encoder than model's")
+    return {task: probes[task] for task in tasks}
 
 
 def _attack(attack, classifier, X, y, eps, n_classes, steps, restarts, losses, batch_size, device, seed, progress):

@@ -111,8 +111,9 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
     return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False)
 
 
-def clean_mask(model, X: torch.Tensor, y: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
-    """Per-example ``model(X).argmax(1) == y`` (the accuracy at eps = 0), in batches."""
+def correct_mask(model, X: torch.Tensor, y: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
+    """Per-example ``model(X).argmax(1) == y`` in batches, under :func:`attack_mode`: the
+    accuracy at eps = 0 on clean ``X``, the robustness on an attack's output."""
     with attack_mode(model), torch.no_grad():
         return torch.cat([model(X[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size]
                           for i in range(0, len(X), batch_size)]).numpy()
@@ -214,7 +215,7 @@ def autoattack_robust_mask(
         kwargs["attacks"] = default_attacks
     X, y = X.to(torch.float32), y.to(torch.long)
     if eps == 0:
-        return clean_mask(model, X, y, batch_size, device)
+        return correct_mask(model, X, y, batch_size, device)
     with attack_mode(model):
         adversary = AutoAttack(model, **kwargs)
         if n_targets is not None:  # 'standard' hard-codes 9 targets; must be set after init
@@ -234,11 +235,6 @@ def autoattack_robust_mask(
         finally:
             if handler is not None:
                 log.removeHandler(handler)
-        robust = []
-        with torch.no_grad():
-            for i in range(0, len(X), batch_size):
-                xa = x_adv[i : i + batch_size].to(device)
-                robust.append((model(xa).argmax(1).cpu() == y[i : i + batch_size]))
     if float((x_adv.cpu() - X).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("AutoAttack left the threat model (L-inf ball intersected with [0, 1])")
-    return torch.cat(robust).numpy()
+    return correct_mask(model, x_adv, y, batch_size, device)

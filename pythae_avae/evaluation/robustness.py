@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .attacks import autoattack_config, autoattack_robust_mask, check_eps, clean_mask, pgd_robust_mask
+from .attacks import autoattack_config, autoattack_robust_mask, check_eps, correct_mask, pgd_robust_mask
 from .features import as_encoder, check_images, default_device, embed
 from .linear_probe import LinearProbe, fit_probes
 
@@ -219,7 +219,7 @@ def _check_probes(probes, tasks, encoder) -> Dict[str, LinearProbe]:
 
 def _attack(attack, classifier, X, y, eps, n_classes, steps, restarts, losses, batch_size, device, seed, progress):
     if eps == 0:
-        return clean_mask(classifier, X, y, batch_size, device), "clean"
+        return correct_mask(classifier, X, y, batch_size, device), "clean"
     if attack == "pgd":
         robust = pgd_robust_mask(classifier, X, y, eps, steps, restarts, losses, batch_size=batch_size,
                                  device=device, seed=seed, progress=progress)

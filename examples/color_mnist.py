@@ -62,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--pgd-steps", type=int)
     p.add_argument("--pgd-restarts", type=int)
     p.add_argument("--autoattack", action="store_true", help="also run AutoAttack (slow on CPU)")
+    p.add_argument("--autoattack-eps", type=float, nargs="+",
+                   help="AutoAttack's radii (default: --eps; PGD also runs at any missing from --eps)")
     p.add_argument("--mnist-root", help="full MNIST through torchvision instead of embedded 5k")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST")
     p.add_argument("--seed", type=int, default=0)
@@ -77,6 +79,10 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
         p.error(f"models {unknown} are not available; choose from {available_models()}")
+    if min(args.eps + (args.autoattack_eps or [])) < 0:  # refused before training, not after
+        p.error(f"--eps and --autoattack-eps must be >= 0, got {args.eps} and {args.autoattack_eps}")
+    if args.autoattack_eps and not args.autoattack:
+        p.error("--autoattack-eps needs --autoattack")
     return args
 
 
@@ -126,9 +132,10 @@ def main(argv=None):
         consistency[name] = stats
         print(format_consistency(name, stats))
         attacks = ("pgd", "autoattack") if args.autoattack else ("pgd",)
+        aa_eps = tuple(args.autoattack_eps) if args.autoattack and args.autoattack_eps else None
         results[name] = evaluate_robustness(
             trained[name], (x_train, y_train), (x_test, y_test), n_examples=args.eval_n,
-            tasks=list(TASKS), eps=tuple(args.eps), attacks=attacks, model_name=name,
+            tasks=list(TASKS), eps=tuple(args.eps), attacks=attacks, model_name=name, autoattack_eps=aa_eps,
             pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts, seed=args.seed,
             device=args.device, progress=not args.no_progress,
             output_dir=os.path.join(args.output_dir, "eval", name),
@@ -148,7 +155,8 @@ def main(argv=None):
               + aux_noise_std_note(args.aux_noise_std))
     if args.autoattack:
         table += ("\n\nPGD and AutoAttack together: an image counts only if neither attack breaks it (per-example "
-                  "worst case)\n" + format_table1(results, tasks=list(TASKS), eps=tuple(args.eps), attack=WORST))
+                  "worst case)\n" + format_table1(results, tasks=list(TASKS), eps=tuple(args.autoattack_eps or args.eps),
+                                                attack=WORST))
     print("\n" + header + "\n" + table)
     with open(os.path.join(args.output_dir, "table.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")

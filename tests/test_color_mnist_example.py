@@ -65,3 +65,28 @@ def test_bad_aux_noise_std_is_refused_with_the_flag_named(value, capsys):
     with pytest.raises(SystemExit):
         load_example().parse_args(["--aux-noise-std", value])
     assert f"argument --aux-noise-std: expected a finite std >= 0 or 'likelihood', got '{value}'" in capsys.readouterr().err
+
+
+def test_autoattack_at_its_own_radii(tmp_path):
+    """``--autoattack-eps 0.1``: PGD at every --eps, AutoAttack and the worst case at 0.1 only."""
+    example = load_example()
+    (table,) = example.main([
+        "--models", "VAE", "--iterations", "2", "--train-limit", "64", "--eval-n", "10", "--pgd-steps", "2",
+        "--latent-dim", "4", "--autoattack", "--autoattack-eps", "0.1", "--output-dir", str(tmp_path),
+        "--no-progress", "--device", "cpu",
+    ]).values()
+    assert {(r["attack"], r["eps"]) for r in table.select(task="digit")} == {
+        ("pgd", 0.0), ("pgd", 0.1), ("pgd", 0.2), ("autoattack", 0.1), ("worst", 0.1)}
+    worst_table = (tmp_path / "table.md").read_text().split("worst case)")[1]
+    assert "digit 0.1" in worst_table and "digit 0.2" not in worst_table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eps", "0", "-0.1"], "--eps and --autoattack-eps must be >= 0"),
+    (["--autoattack", "--autoattack-eps", "-1"], "--eps and --autoattack-eps must be >= 0"),
+    (["--autoattack-eps", "0.1"], "--autoattack-eps needs --autoattack"),
+])
+def test_bad_radii_are_refused_before_training(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        load_example().parse_args(argv)
+    assert message in capsys.readouterr().err

@@ -42,8 +42,8 @@ def test_evaluates_checkpoints_saved_models_and_pythae_models(folders, tmp_path,
             (worst,) = table.select(task=task, attack="worst", eps=0.1)
             assert worst["n"] == 8 and worst["accuracy"] <= table.accuracy(task, 0.1, "autoattack")
         assert f"| {name} |" in out
-        assert json.loads((tmp_path / name / "robustness.json").read_text())
-        assert (tmp_path / name / "autoattack" / "robustness.json").exists()
+        cards = json.loads((tmp_path / name / "robustness.json").read_text())["cards"]
+        assert {card["attack"] for card in cards} == {"pgd", "autoattack", "worst"}  # one report
     assert "AutoAttack on 8 test images" in out and "PGD and AutoAttack together on those 8 images" in out
     written = (tmp_path / "results.md").read_text()
     assert written.startswith("Command: `python -m pythae_avae.evaluation ")
@@ -64,6 +64,8 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
         ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),
         ([folders["VAE"], "--probe-c", "0"], "--probe-c must be > 0"),
+        ([folders["VAE"], "--eval-n", "10", "--autoattack-n", "20"], "--autoattack-n must be in [0, --eval-n = 10]"),
+        ([folders["VAE"], "--autoattack-n", "-1"], "--autoattack-n must be in [0, --eval-n = 1000]"),
         ([folders["VAE"], "--pgd-losses", "ce", "ce"], "--pgd-losses names each loss once"),
         ([folders["VAE"], "--pgd-losses", "dlr"], "invalid choice: 'dlr'"),
         ([folders["VAE"], "--data-root", "data"], "--data-root is for --data celeba"),
@@ -122,9 +124,27 @@ def test_the_probes_are_fitted_once_for_pgd_and_autoattack(folders, tmp_path, mo
     main([folders["VAE"], "--names", "VAE", "--output-dir", str(tmp_path), *FAST, "--autoattack-n", "4",
           "--probe-c", "0.5"])
     assert len(fitted) == 2  # digit and color, shared by the PGD table and AutoAttack's images
-    for card in ("VAE/robustness.json", "VAE/autoattack/robustness.json"):
-        probes = json.loads((tmp_path / card).read_text())["meta"]["probes"]
-        assert all("C=0.5" in probe for probe in probes.values())
+    probes = json.loads((tmp_path / "VAE" / "robustness.json").read_text())["meta"]["probes"]
+    assert all("C=0.5" in probe for probe in probes.values()) and len(probes) == 2
+
+
+def test_pgd_runs_once_per_radius_beside_autoattack(folders, tmp_path, monkeypatch):
+    """AutoAttack's worst-case rows reuse the PGD run of the table (no second PGD on its images);
+    an AutoAttack radius missing from --eps gets its PGD run too."""
+    from pythae_avae.evaluation import robustness
+
+    calls = []
+    attack = robustness._attack
+    monkeypatch.setattr(robustness, "_attack", lambda name, c, X, y, e, *a: calls.append((name, e, len(X)))
+                        or attack(name, c, X, y, e, *a))
+    (table,) = main([folders["VAE"], "--names", "VAE", "--output-dir", str(tmp_path), *FAST, "--autoattack-n", "4",
+                     "--autoattack-eps", "0.1", "0.05"]).values()
+    per_task = [("pgd", 0.0, 40), ("pgd", 0.1, 40), ("pgd", 0.05, 40), ("autoattack", 0.1, 4), ("autoattack", 0.05, 4)]
+    assert calls == per_task * 2  # digit, color
+    for e in (0.1, 0.05):
+        (worst,) = table.select(task="digit", attack="worst", eps=e)
+        assert worst["n"] == 4 and worst["accuracy"] <= table.accuracy("digit", e, "autoattack")
+    assert table.select(task="digit", attack="autoattack", eps=0.0) == []
 
 
 def test_pgd_losses_runs_one_loss_alone_and_says_so(folders, tmp_path):

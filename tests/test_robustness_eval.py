@@ -66,6 +66,13 @@ def test_worst_case_is_per_example_not_the_lowest_row(setup, monkeypatch):
     assert table.accuracy("rule", 0.1, "pgd") == table.accuracy("rule", 0.1, "autoattack") == 99.0
     assert table.accuracy("rule", 0.1, "worst") == 98.0
     assert table.accuracy("rule", 0, "worst") == 100.0
+    # AutoAttack at its own radii: PGD keeps all of eps (and adds 0.3), worst rows where both ran
+    table = evaluate_robustness(encoder, train, test, tasks=["rule"], eps=(0, 0.1, 0.2), attacks=("pgd", "autoattack"),
+                                autoattack_eps=(0.1, 0.3), device="cpu", progress=False)
+    assert [(r["attack"], r["eps"]) for r in table] == [
+        ("pgd", 0.0), ("pgd", 0.1), ("pgd", 0.2), ("pgd", 0.3), ("autoattack", 0.1), ("autoattack", 0.3),
+        ("worst", 0.1), ("worst", 0.3)]
+    assert table.accuracy("rule", 0.1, "worst") == table.accuracy("rule", 0.3, "worst") == 98.0
 
 
 def test_works_on_a_pythae_model_and_leaves_it_untouched():
@@ -114,6 +121,13 @@ def test_bad_arguments(setup):
         evaluate_robustness(encoder, train, test, eps=(-0.1,))
     with pytest.raises(ValueError, match="tasks"):
         evaluate_robustness(encoder, train, test, tasks=["missing"])
+    with pytest.raises(TypeError, match="eps must be a sequence"):
+        evaluate_robustness(encoder, train, test, eps=0.1)
+    with pytest.raises(ValueError, match="autoattack_eps is for AutoAttack"):
+        evaluate_robustness(encoder, train, test, autoattack_eps=(0.1,))
+    for bad, match in (((), "autoattack_eps must name"), ((-1,), "eps"), (0.1, "autoattack_eps must be a sequence")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            evaluate_robustness(encoder, train, test, attacks=("pgd", "autoattack"), autoattack_eps=bad)
     with pytest.raises(TypeError, match="pair"):
         evaluate_robustness(encoder, train[0], test)
 

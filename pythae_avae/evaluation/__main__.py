@@ -15,8 +15,8 @@ The probe is fitted on the first ``--probe-n`` training images (default: all of 
 as ``benchmarks/`` fit them: 4,000 embedded or 60,000 with ``--mnist-root``; 20,000 of CelebA's); the first ``--eval-n`` test images are attacked with PGD (cross-entropy
 and margin, an image counts as broken if either breaks it; ``--pgd-losses`` runs one alone, a
 weaker attack for breakdowns) and the first ``--autoattack-n``
-with AutoAttack at ``--autoattack-eps`` (and PGD again, for the per-example worst case of the
-two). Prints one Table-1-shaped row per model, writes that
+with AutoAttack at ``--autoattack-eps`` (PGD also at any of those missing from ``--eps``; the
+per-example worst case of the two is formed on those images from the same PGD run). Prints one Table-1-shaped row per model, writes that
 table (with the command) to ``--output-dir/results.md`` and each model's
 ``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
 """
@@ -33,7 +33,7 @@ from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
 from ..recipes import default_device
 from .attacks import LOSSES
-from .linear_probe import default_estimator, fit_probes
+from .linear_probe import default_estimator
 from .robustness import WORST, RobustnessTable, evaluate_robustness, format_table1
 
 # CelebA's 162,770 training images are 8 GB as float32 arrays; 20,000 of them, 1 GB
@@ -86,8 +86,9 @@ def parse_args(argv=None):
         p.error(f"--pgd-losses names each loss once, got {args.pgd_losses}")
     if not args.probe_c > 0:
         p.error(f"--probe-c must be > 0, got {args.probe_c}")
-    if args.autoattack_n < 0:
-        p.error(f"--autoattack-n must be >= 0, got {args.autoattack_n}")
+    if not 0 <= args.autoattack_n <= args.eval_n:
+        p.error(f"--autoattack-n must be in [0, --eval-n = {args.eval_n}] (AutoAttack attacks the first of "
+                f"PGD's images, for the per-example worst case of both), got {args.autoattack_n}")
     if min(args.eps + args.autoattack_eps) < 0:
         p.error(f"--eps and --autoattack-eps must be >= 0, got {args.eps} and {args.autoattack_eps}")
     if args.data == "celeba" and args.mnist_root:
@@ -125,21 +126,13 @@ def load_model(folder: str, allow_pickle: bool):
 def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
     model = load_model(folder, args.allow_pickle)
     out = os.path.join(args.output_dir, name.strip(os.sep).replace(os.sep, "_"))
-    probes = fit_probes(model, train[0], {t: train[1][t] for t in tasks}, estimator=default_estimator(C=args.probe_c),
-                        device=args.device, progress=not args.no_progress)
-    common = dict(tasks=tasks, model_name=name, seed=args.seed, device=args.device, probes=probes,
-                  progress=not args.no_progress, pgd_steps=args.pgd_steps, pgd_restarts=args.pgd_restarts,
-                  pgd_losses=tuple(args.pgd_losses))
-    table = evaluate_robustness(model, None, test, n_examples=args.eval_n, eps=tuple(args.eps), attacks=("pgd",),
-                                output_dir=out, **common)
-    rows = list(table.rows)
-    if args.autoattack_n > 0:
-        # PGD again on AutoAttack's images, for the per-example worst case of the two ("worst" rows)
-        aa = evaluate_robustness(
-            model, None, test, n_examples=args.autoattack_n, eps=tuple(args.autoattack_eps),
-            attacks=("pgd", "autoattack"), output_dir=os.path.join(out, "autoattack"), **common)
-        rows += [r for r in aa.rows if r["attack"] != "pgd"]
-    return RobustnessTable(rows)
+    attacks = ("pgd", "autoattack") if args.autoattack_n > 0 else ("pgd",)
+    return evaluate_robustness(
+        model, train, test, tasks=tasks, estimator=default_estimator(C=args.probe_c), eps=tuple(args.eps), attacks=attacks,
+        autoattack_eps=tuple(args.autoattack_eps) if args.autoattack_n > 0 else None,
+        n_examples=args.eval_n, autoattack_n=args.autoattack_n, model_name=name, seed=args.seed,
+        device=args.device, progress=not args.no_progress, pgd_steps=args.pgd_steps,
+        pgd_restarts=args.pgd_restarts, pgd_losses=tuple(args.pgd_losses), output_dir=out)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

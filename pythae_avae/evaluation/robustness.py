@@ -108,6 +108,7 @@ def evaluate_robustness(
     progress: bool = True,
     batch_size: int = 500,
     probes: Optional[Mapping[str, LinearProbe]] = None,
+    autoattack_eps: Optional[Iterable[float]] = None,
 ) -> RobustnessTable:
     """Linear-probe robustness of any Pythae encoder, per task, radius and attack.
 
@@ -126,6 +127,9 @@ def evaluate_robustness(
             robust only if neither breaks it), on AutoAttack's ``autoattack_n`` examples.
         n_examples: attack only the first ``n_examples`` test images.
         autoattack_n: AutoAttack on only the first ``autoattack_n`` of those (it is slow on CPU).
+        autoattack_eps: AutoAttack's own radii (default: ``eps``), e.g. PGD at 0, 0.1 and 0.2
+            but AutoAttack at 0.1 only, in one call. PGD also runs at any of them missing from
+            ``eps``, so each ``"worst"`` row combines both attacks' masks on the same images.
         estimator, standardize: the probe (default ``LogisticRegression(max_iter=5000)``, raw
             ``mu``).
         probes: ``{task: LinearProbe}`` already fitted on ``model``'s encoder (e.g. by
@@ -142,7 +146,7 @@ def evaluate_robustness(
     unknown = set(attacks) - set(ATTACKS)
     if unknown or not attacks:
         raise ValueError(f"attacks must be a non-empty subset of {ATTACKS}, got {tuple(attacks)}")
-    eps = [check_eps(e) for e in eps]
+    radii = _radii(attacks, _radius_list(eps, "eps"), autoattack_eps)
     X_test, y_test = _as_data(test_data, "test_data")
     tasks = list(tasks) if tasks is not None else list(y_test)
     _check_tasks(tasks, y_test, "test_data")
@@ -180,19 +184,19 @@ def evaluate_robustness(
                             accuracy=acc, balanced_accuracy=bal, clean_accuracy=_rates(clean[:n], labels[:n])[0],
                             majority_rate=majority, n=n, details=details, seed=seed)
 
-            masks = {e: [] for e in eps}
+            masks = {attack: {} for attack in attacks}
             for attack in attacks:
                 n = len(labels) if attack == "pgd" or autoattack_n is None else min(autoattack_n, len(labels))
-                for e in eps:
+                for e in radii[attack]:
                     robust, details = _attack(attack, classifier, X_test[:n], y_idx[:n], e, n_classes,
                                               pgd_steps, pgd_restarts, pgd_losses, batch_size, device,
                                               seed, progress)
-                    masks[e].append(robust)
+                    masks[attack][e] = robust
                     rows.append(row(attack, e, robust, details))
             if len(attacks) > 1:  # the final number: an example counts only if every attack fails on it
-                for e in eps:
-                    n = min(len(m) for m in masks[e])
-                    robust = np.logical_and.reduce([m[:n] for m in masks[e]])
+                for e in (e for e in radii[attacks[0]] if all(e in m for m in masks.values())):
+                    n = min(len(m[e]) for m in masks.values())
+                    robust = np.logical_and.reduce([m[e][:n] for m in masks.values()])
                     rows.append(row(WORST, e, robust, f"per-example worst case of {'+'.join(attacks)} "
                                                       f"on the first {n} test images"))
     finally:
@@ -201,6 +205,29 @@ def evaluate_robustness(
     if output_dir is not None:
         write_reports(table, output_dir, model_name, probes)
     return table
+
+
+def _radii(attacks, eps: List[float], autoattack_eps) -> Dict[str, List[float]]:
+    """Each attack's radii: ``eps``, or AutoAttack's own with PGD run at their union (a worst
+    row needs both attacks at its radius)."""
+    radii = {attack: eps for attack in attacks}
+    if autoattack_eps is None:
+        return radii
+    if "autoattack" not in attacks:
+        raise ValueError(f"autoattack_eps is for AutoAttack, which attacks={tuple(attacks)} does not run")
+    radii["autoattack"] = _radius_list(autoattack_eps, "autoattack_eps")
+    if "pgd" in attacks:
+        radii["pgd"] = eps + [e for e in radii["autoattack"] if e not in eps]
+    return radii
+
+
+def _radius_list(values, name: str) -> List[float]:
+    if isinstance(values, (int, float, str)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of L-inf radii, e.g. (0.0, 0.1), got {values!r}")
+    radii = [check_eps(e) for e in values]
+    if not radii:
+        raise ValueError(f"{name} must name at least one L-inf radius, got none")
+    return radii
 
 
 def _check_probes(probes, tasks, encoder) -> Dict[str, LinearProbe]:

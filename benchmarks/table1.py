@@ -296,6 +296,9 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
                 with open(path, "w") as f:
                     json.dump(result, f, indent=2)
     results = finished_runs(args)
+    if not results:  # only --summarize-only gets here without a finished run
+        raise SystemExit(f"error: no finished run (runs/<row>/seed<k>/result.json) in --output-dir "
+                         f"{args.output_dir!r} to tabulate")
     table = summarize(args, results)
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
@@ -305,7 +308,11 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
         f"{args.iterations} iterations, "
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
         f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
-        f"AutoAttack at eps {args.aa_eps} on {args.aa_n}. Mean ± std over seeds. "
+        + (f"AutoAttack at eps {args.aa_eps} on the first {args.aa_n} of them (a subset that may be easier or "
+           f"harder than all {args.eval_n}: compare it with PGD on the same images, python -m "
+           f"pythae_avae.evaluation --eval-n {args.aa_n}, not with the PGD columns). " if args.aa_n > 0
+           else "No AutoAttack. ")
+        + "Mean ± std over seeds. "
         f"Runs made on: {'; '.join(ran_on) or machine}. This table: {command}"
     )
     print("\n" + note + "\n\n" + table)

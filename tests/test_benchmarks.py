@@ -88,8 +88,10 @@ def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     assert args.iterations == table1.PRESETS["cpu"]["iterations"] and args.seeds == [4]  # flags win
     assert args.arch == "colormnist-conv"  # the net of the committed tables
     assert table1.parse_args(["--preset", "paper"]).arch == table1.PRESETS["paper"]["arch"] != args.arch
-    assert table1.main(["--summarize-only", "--output-dir", str(tmp_path)]) == {}  # trains nothing
-    assert not (tmp_path / "runs").exists()
+    for folder in (tmp_path, tmp_path / "typo"):  # nothing to tabulate: said, not an empty table
+        with pytest.raises(SystemExit, match="no finished run .* in --output-dir '.*'"):
+            table1.main(["--summarize-only", "--output-dir", str(folder)])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "typo").exists()  # trained nothing
 
 
 # one fig5 stage of a few steps, evaluated clean on 20 images

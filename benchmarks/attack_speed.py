@@ -19,14 +19,14 @@ import torch
 
 from pythae_avae.data import TASKS, ColorMNIST
 from pythae_avae.evaluation import LinearProbe, autoattack_robust_mask, pgd_robust_mask
-from pythae_avae.recipes import build_model
+from pythae_avae.recipes import build_model, radius_arg
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--aa-n", type=int, default=100)
-    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--eps", type=radius_arg, default=0.1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--model-dir", help="a saved model folder (default: untrained ConvNet AVAE)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -25,7 +25,8 @@ from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.models.batch_norm import AUX_BATCH_NORM_MODES
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import (DELUSION_MODELS, LR_SCHEDULES, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, default_device, epoch_budget, train_for_iterations, with_aux_noise_std)
+                                 build_model, default_device, epoch_budget, radius_arg, train_for_iterations,
+                                 with_aux_noise_std)
 from table1 import command_line, refuse_other_settings
 
 
@@ -37,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--rho", type=float, default=0.975, help="rho of the AVAE in the iteration sweep")
     p.add_argument("--rho-iterations", type=int,
                    help="budget of the rho sweep, one of --stages (default: the last stage)")
-    p.add_argument("--eps", nargs="+", type=float, default=[0.0, 0.05, 0.1])
+    p.add_argument("--eps", nargs="+", type=radius_arg, default=[0.0, 0.05, 0.1])
     p.add_argument("--eval-n", type=int, default=500)
     p.add_argument("--pgd-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,7 @@ from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_err
 from pythae_avae.evaluation import evaluate_robustness, fit_probes
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, default_device, post_train_avae_ss, train_for_iterations,
+                                 build_model, default_device, post_train_avae_ss, radius_arg, train_for_iterations,
                                  with_aux_noise_std)
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
@@ -78,11 +78,11 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--obs-var", type=float, default=0.5)
     add_aux_noise_std_argument(p, aux_noise_std)
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
-    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    p.add_argument("--eps", type=radius_arg, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--eval-n", type=int, default=1000)
     p.add_argument("--pgd-steps", type=int, default=100)
     p.add_argument("--pgd-restarts", type=int, default=1)
-    p.add_argument("--aa-eps", type=float, default=0.1)
+    p.add_argument("--aa-eps", type=radius_arg, default=0.1)
     p.add_argument("--aa-n", type=int, default=200, help="AutoAttack images per task (0: skip)")
     p.add_argument("--mnist-root", help="full MNIST via torchvision (default: embedded 5k digits)")
     p.add_argument("--device", default=None)

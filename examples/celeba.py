@@ -30,7 +30,7 @@ import torch
 
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
-from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device
+from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
 from pythae_avae.recipes import train_by_name
 
 ARCH = "celeba-conv"
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-n", type=int, default=1000, help="test images attacked per task")
     p.add_argument("--tasks", nargs="+", default=list(CELEBA_TASKS), choices=CELEBA_ATTRIBUTES,
                    metavar="ATTRIBUTE", help="CelebA attributes (default: the 17 of CELEBA_TASKS)")
-    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1], help="L-inf radii on [0,1]")
+    p.add_argument("--eps", type=radius_arg, nargs="+", default=[0.0, 0.1], help="L-inf radii on [0,1]")
     p.add_argument("--pgd-steps", type=int, default=100)
     p.add_argument("--pgd-restarts", type=int, default=1)
     p.add_argument("--autoattack", action="store_true",

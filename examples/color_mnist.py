@@ -24,7 +24,7 @@ from pythae_avae.evaluation import WORST, evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
-                                 aux_noise_std_note, default_device, train_by_name, with_aux_noise_std)
+                                 aux_noise_std_note, default_device, radius_arg, train_by_name, with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3). The longer presets take nets.LONG_PRESET_ARCH (its
@@ -56,13 +56,13 @@ def parse_args(argv=None):
     p.add_argument("--rho", type=float, default=0.975)
     p.add_argument("--obs-var", type=float, help="observation variance v of every model (overrides preset)")
     add_aux_noise_std_argument(p)
-    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    p.add_argument("--eps", type=radius_arg, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--eval-n", type=int, help="test images attacked per task (overrides preset)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
     p.add_argument("--pgd-steps", type=int)
     p.add_argument("--pgd-restarts", type=int)
     p.add_argument("--autoattack", action="store_true", help="also run AutoAttack (slow on CPU)")
-    p.add_argument("--autoattack-eps", type=float, nargs="+",
+    p.add_argument("--autoattack-eps", type=radius_arg, nargs="+",
                    help="AutoAttack's radii (default: --eps; PGD also runs at any missing from --eps)")
     p.add_argument("--mnist-root", help="full MNIST through torchvision instead of embedded 5k")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST")
@@ -79,8 +79,6 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
         p.error(f"models {unknown} are not available; choose from {available_models()}")
-    if min(args.eps + (args.autoattack_eps or [])) < 0:  # refused before training, not after
-        p.error(f"--eps and --autoattack-eps must be >= 0, got {args.eps} and {args.autoattack_eps}")
     if args.autoattack_eps and not args.autoattack:
         p.error("--autoattack-eps needs --autoattack")
     return args
@@ -132,7 +130,7 @@ def main(argv=None):
         consistency[name] = stats
         print(format_consistency(name, stats))
         attacks = ("pgd", "autoattack") if args.autoattack else ("pgd",)
-        aa_eps = tuple(args.autoattack_eps) if args.autoattack and args.autoattack_eps else None
+        aa_eps = tuple(args.autoattack_eps) if args.autoattack_eps else None  # parse_args: only with --autoattack
         results[name] = evaluate_robustness(
             trained[name], (x_train, y_train), (x_test, y_test), n_examples=args.eval_n,
             tasks=list(TASKS), eps=tuple(args.eps), attacks=attacks, model_name=name, autoattack_eps=aa_eps,

@@ -39,17 +39,32 @@ DELUSION_MODELS = ("AVAE", "SE-AVAE", "AVAE-SS")
 COMMAND_AUX_NOISE_STD: Optional[float] = 0.3
 
 
+def _finite_nonnegative(text: str) -> Optional[float]:
+    """``text`` as a finite float >= 0, else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def aux_noise_std_arg(text: str) -> Optional[float]:
     """``type`` of the commands' ``--aux-noise-std``: a finite std >= 0, or ``likelihood`` for
     None, the likelihood's own std sqrt(obs_var) (the paper's delusion)."""
     if text == "likelihood":
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
+    value = _finite_nonnegative(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"expected a finite std >= 0 or 'likelihood', got {text!r}")
+    return value
+
+
+def radius_arg(text: str) -> float:
+    """``type`` of the commands' L-inf radius flags (``--eps``, ``--autoattack-eps``, ...): refused
+    when the command is parsed, not by the evaluation after training."""
+    value = _finite_nonnegative(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be >= 0 and finite (an L-inf radius on [0, 1] pixels), got {text!r}")
     return value
 
 

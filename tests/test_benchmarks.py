@@ -204,6 +204,33 @@ def test_benchmarks_default_to_the_commands_delusion_noise(benchmarks):
     assert fig5.model_config(fig5.parse_args([]), "AVAE")["aux_noise_std"] == 0.3
 
 
+@pytest.mark.parametrize("value", ["-0.1", "inf", "nan", "big"])
+def test_every_command_refuses_a_bad_radius_before_training(benchmarks, value, capsys):
+    """One argparse type (recipes.radius_arg) for every radius flag: a bad one stops the parse,
+    not the evaluation after hours of training."""
+    import importlib.util
+
+    from pythae_avae.evaluation.__main__ import parse_args as evaluation_args
+
+    def example(name):
+        spec = importlib.util.spec_from_file_location(f"{name}_example", BENCHMARKS.parent / "examples" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.parse_args
+
+    table1, fig5, _ = benchmarks
+    for parse, flag, argv in ((table1.parse_args, "--eps", []), (table1.parse_args, "--aa-eps", []),
+                              (fig5.parse_args, "--eps", []), (example("celeba"), "--eps", []),
+                              (example("color_mnist"), "--eps", []),
+                              (example("color_mnist"), "--autoattack-eps", ["--autoattack"]),
+                              (evaluation_args, "--eps", ["folder"]), (evaluation_args, "--autoattack-eps", ["folder"])):
+        with pytest.raises(SystemExit):
+            parse(argv + [flag, value])
+        assert (f"argument {flag}: must be >= 0 and finite (an L-inf radius on [0, 1] pixels), got '{value}'"
+                in capsys.readouterr().err), (parse, flag)
+    assert table1.parse_args(["--eps", "0", "0.1"]).eps == [0.0, 0.1]
+
+
 @pytest.mark.parametrize("value", ["-1", "inf", "nan", "sqrt"])
 def test_benchmarks_refuse_a_bad_aux_noise_std(benchmarks, value, capsys):
     table1, fig5, _ = benchmarks

@@ -82,8 +82,8 @@ def test_autoattack_at_its_own_radii(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--eps", "0", "-0.1"], "--eps and --autoattack-eps must be >= 0"),
-    (["--autoattack", "--autoattack-eps", "-1"], "--eps and --autoattack-eps must be >= 0"),
+    (["--eps", "0", "-0.1"], "argument --eps: must be >= 0"),
+    (["--autoattack", "--autoattack-eps", "-1"], "argument --autoattack-eps: must be >= 0"),
     (["--autoattack-eps", "0.1"], "--autoattack-eps needs --autoattack"),
 ])
 def test_bad_radii_are_refused_before_training(argv, message, capsys):

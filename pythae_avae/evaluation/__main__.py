@@ -31,7 +31,7 @@ import torch
 
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
-from ..recipes import default_device
+from ..recipes import default_device, radius_arg
 from .attacks import LOSSES
 from .linear_probe import default_estimator
 from .robustness import WORST, RobustnessTable, evaluate_robustness, format_table1
@@ -57,7 +57,7 @@ def parse_args(argv=None):
                         "scikit-learn's); smaller is more regularised")
     p.add_argument("--tasks", nargs="+", help=f"tasks (default colorMNIST: {' '.join(TASKS)}; "
                                               "CelebA: the 17 of CELEBA_TASKS)")
-    p.add_argument("--eps", type=float, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
+    p.add_argument("--eps", type=radius_arg, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
     p.add_argument("--pgd-steps", type=int, default=100)
     p.add_argument("--pgd-restarts", type=int, default=1)
     p.add_argument("--pgd-losses", nargs="+", choices=LOSSES, default=list(LOSSES),
@@ -66,7 +66,7 @@ def parse_args(argv=None):
                         "alone is a weaker attack, for breakdowns beside the default, never instead of it")
     p.add_argument("--eval-n", type=int, default=1000, help="test images attacked with PGD")
     p.add_argument("--autoattack-n", type=int, default=0, help="test images attacked with AutoAttack (0: none)")
-    p.add_argument("--autoattack-eps", type=float, nargs="+", default=[0.1])
+    p.add_argument("--autoattack-eps", type=radius_arg, nargs="+", default=[0.1])
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks' random starts")
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", default="outputs/evaluation")
@@ -89,8 +89,6 @@ def parse_args(argv=None):
     if not 0 <= args.autoattack_n <= args.eval_n:
         p.error(f"--autoattack-n must be in [0, --eval-n = {args.eval_n}] (AutoAttack attacks the first of "
                 f"PGD's images, for the per-example worst case of both), got {args.autoattack_n}")
-    if min(args.eps + args.autoattack_eps) < 0:
-        p.error(f"--eps and --autoattack-eps must be >= 0, got {args.eps} and {args.autoattack_eps}")
     if args.data == "celeba" and args.mnist_root:
         p.error("--mnist-root is for --data colormnist; CelebA is read from --data-root")
     if args.data == "colormnist" and args.data_root:

@@ -198,7 +198,7 @@ def evaluate_row(args, model, row, seed, data, seconds_per_iter):
             model, None, data["test_arrays"], n_examples=args.aa_n, eps=(args.aa_eps,), attacks=("autoattack",),
             output_dir=os.path.join(out, "eval_autoattack"), **common,
         )
-        rows += [dict(r) for r in aa.rows if r["attack"] != "clean"]
+        rows += [dict(r) for r in aa.rows]
     return {
         "row": row, "seed": seed,
         "iterations": row_setup(args, row)[2],

@@ -31,7 +31,8 @@ One iteration = forward (loss) + backward + Adam step, on the colorMNIST ConvNet
   pays once (folders, the last checkpoint, ``final_model``) is printed apart instead of being
   spread over the few hundred steps timed (on a GPU, where this net's step is ~5 ms, such
   once-per-call costs weigh on an end-to-end average: the +47% measured there before this
-  split mixed the two).
+  split mixed the two); so is the range of the repeats' own overheads, the comparison's
+  noise on this host.
 
 Usage::
 
@@ -212,10 +213,14 @@ def resumable_overhead(model, data, batch_size, epochs, repeats, device):
     (medians over ``repeats`` alternated runs), so what a call pays once (output folders, the
     checkpoint after the last step, the ``final_model`` save) is not spread over the few
     hundred steps timed; it is reported apart as ``T(1) - steps x slope``. Checkpoints every
-    ``checkpoint_every`` steps are a per-step cost and stay in the slope.
+    ``checkpoint_every`` steps are a per-step cost and stay in the slope. Each repeat also
+    gives its own overhead (its two slopes, timed minutes apart at most), whose spread shows
+    how finely the host's load lets the comparison resolve: on a shared 2-core CPU two runs of
+    the median read -9.8% and +7.6% (RESULTS.md, "Speed on the CPU").
 
     Returns:
-        ``(ours per step, bare per step, ours fixed per call)`` in seconds.
+        ``(ours per step, bare per step, ours fixed per call)`` in seconds, and the overhead
+        ``ours / bare - 1`` of each repeat.
     """
     from pythae_avae.trainers import ResumableTrainer, ResumableTrainerConfig
 
@@ -255,9 +260,14 @@ def resumable_overhead(model, data, batch_size, epochs, repeats, device):
         for n in lengths:
             times["ours", n].append(ours(n))
             times["bare", n].append(bare(n))
+    def slope(t_short, t_long):
+        return (t_long - t_short) / (epochs * steps_per_epoch)
+
     med = {key: statistics.median(values) for key, values in times.items()}
-    slope = {run: (med[run, lengths[1]] - med[run, 1]) / (epochs * steps_per_epoch) for run in ("ours", "bare")}
-    return slope["ours"], slope["bare"], med["ours", 1] - steps_per_epoch * slope["ours"]
+    ours, bare_ = (slope(med[run, lengths[0]], med[run, lengths[1]]) for run in ("ours", "bare"))
+    per_repeat = [slope(*(times["ours", n][r] for n in lengths)) / slope(*(times["bare", n][r] for n in lengths)) - 1
+                  for r in range(repeats)]
+    return ours, bare_, med["ours", 1] - steps_per_epoch * ours, per_repeat
 
 
 def main(argv=None):
@@ -274,8 +284,8 @@ def main(argv=None):
     parser.add_argument("--trainer-epochs", type=int, default=4,
                         help="epochs for the trainer-overhead comparisons (Pythae's: epochs of 10 "
                              "iterations; ours: 1 against 1 + this many epochs of 63)")
-    parser.add_argument("--trainer-repeats", type=int, default=3,
-                        help="alternated ResumableTrainer / bare runs of each length")
+    parser.add_argument("--trainer-repeats", type=int, default=5,
+                        help="alternated ResumableTrainer / bare runs of each length (each repeat's own overhead is printed too: its spread is the host's noise)")
     parser.add_argument("--no-trainer", action="store_true", help="skip the trainer overhead")
     args = parser.parse_args(argv)
     device = args.device
@@ -322,14 +332,15 @@ def main(argv=None):
               f"bare PyTorch loop: {bare_t:.4f} s; overhead {100 * (pythae_t / bare_t - 1):+.1f}%")
         epoch_data = torch.rand(63 * args.batch_size, *shape,  # a colorMNIST epoch
                                 generator=torch.Generator().manual_seed(2))
-        ours_t, bare_t, fixed = resumable_overhead(
+        ours_t, bare_t, fixed, per_repeat = resumable_overhead(
             copy.deepcopy(models["VAE"]), epoch_data, args.batch_size, max(args.trainer_epochs, 2),
             args.trainer_repeats, device,
         )
         print(f"VAE iteration in ResumableTrainer.train() (slope of 1 vs {1 + max(args.trainer_epochs, 2)} "
               f"epochs of 63 steps): {ours_t:.4f} s; bare PyTorch loop: {bare_t:.4f} s; "
               f"overhead {100 * (ours_t / bare_t - 1):+.1f}% (target <= 5%); once per train() call "
-              f"(folders, last checkpoint, final_model): {fixed:.3f} s")
+              f"(folders, last checkpoint, final_model): {fixed:.3f} s; overhead of each of the "
+              f"{len(per_repeat)} repeats: {100 * min(per_repeat):+.1f}% to {100 * max(per_repeat):+.1f}%")
 
 
 if __name__ == "__main__":

@@ -349,6 +349,10 @@ def test_speed_splits_the_trainer_cost_into_per_step_and_per_call(speed, capsys)
     fixed = float(line.split("final_model): ")[1].split(" s")[0])
     # two more epochs (126 steps) take longer than none: the slopes are positive step times
     assert ours > 0 and bare > 0 and math.isfinite(fixed), line
+    # with one repeat its own overhead is the median's: the range is that one number
+    low, high = (float(v.rstrip("%")) for v in line.split("repeats: ")[1].split(" to "))
+    median = float(line.split("overhead ")[1].split("%")[0])
+    assert "each of the 1 repeats" in line and low == high == median, line
 
 
 def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):

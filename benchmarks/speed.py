@@ -260,6 +260,7 @@ def resumable_overhead(model, data, batch_size, epochs, repeats, device):
         for n in lengths:
             times["ours", n].append(ours(n))
             times["bare", n].append(bare(n))
+
     def slope(t_short, t_long):
         return (t_long - t_short) / (epochs * steps_per_epoch)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from example_scripts import load_example
 from mnist_files import write_mnist
 from pythae_avae.trainers import latest_checkpoint
 
@@ -208,15 +209,10 @@ def test_benchmarks_default_to_the_commands_delusion_noise(benchmarks):
 def test_every_command_refuses_a_bad_radius_before_training(benchmarks, value, capsys):
     """One argparse type (recipes.radius_arg) for every radius flag: a bad one stops the parse,
     not the evaluation after hours of training."""
-    import importlib.util
-
     from pythae_avae.evaluation.__main__ import parse_args as evaluation_args
 
     def example(name):
-        spec = importlib.util.spec_from_file_location(f"{name}_example", BENCHMARKS.parent / "examples" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.parse_args
+        return load_example(name).parse_args
 
     table1, fig5, _ = benchmarks
     for parse, flag, argv in ((table1.parse_args, "--eps", []), (table1.parse_args, "--aa-eps", []),

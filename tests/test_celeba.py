@@ -1,7 +1,6 @@
 """CelebA loader and example, on tiny folders written in the real CelebA file formats."""
 
 import csv
-import importlib.util
 import os
 
 import numpy as np
@@ -9,10 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from example_scripts import load_example
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TABLE2_TASKS, CelebA
 from pythae_avae.data.celeba import find_celeba_folder, load_image, parse_attributes
-
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "celeba.py")
 
 N_IMAGES = 24
 #: official partition of the tiny folder: 14 train, 4 valid, 6 test
@@ -211,13 +209,7 @@ class Test_Missing:
 
 # ---- examples/celeba.py end to end -------------------------------------------------------------
 def load_celeba_example():
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "celeba.py"
-    spec = importlib.util.spec_from_file_location("celeba_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("celeba")
 
 
 def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):

@@ -1,19 +1,14 @@
 """examples/color_mnist.py (the README's main job) runs end to end on a tiny budget."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "color_mnist.py"
+from example_scripts import load_example as load_script
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("color_mnist_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("color_mnist")
 
 
 def test_tiny_run_writes_table_json_and_figures(tmp_path):

@@ -8,7 +8,7 @@
 trainer seeds every step from ``(seed, step)``, so the last stage is the same model as one
 uninterrupted run of that length. *Against rho*: AVAE (package defaults otherwise) trained at
 the last stage's budget for each ``--rhos`` value; the AVAE of the first part is the rho = 0.975
-point (``--rho-iterations`` picks an earlier stage). Everything is resumable: finished stages
+point (``--rho-iterations`` picks an earlier stage); ``--rhos`` with no value skips this part. Everything is resumable: finished stages
 are read back from ``stage_<it>.json``, and only by a command with the settings in the run's
 ``settings.json`` (another one stops, naming the differences).
 Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<task>.png``.
@@ -34,7 +34,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", nargs="+", default=["VAE", "AVAE"], choices=["VAE", "AVAE", "SE", "SE-AVAE"])
     p.add_argument("--stages", nargs="+", type=int, default=[500, 1000, 2000, 3000])
-    p.add_argument("--rhos", nargs="*", type=float, default=[0.5, 0.9, 0.99])
+    p.add_argument("--rhos", nargs="*", type=float, default=[0.5, 0.9, 0.99],
+                   help="rho values of the AVAE sweep against rho (default: 0.5 0.9 0.99); none: no sweep")
     p.add_argument("--rho", type=float, default=0.975, help="rho of the AVAE in the iteration sweep")
     p.add_argument("--rho-iterations", type=int,
                    help="budget of the rho sweep, one of --stages (default: the last stage)")
@@ -187,7 +188,9 @@ def main(argv=None):
     for name in args.models:
         by_iteration += staged_run(args, name, data, name, model_config(args, name))
     last = args.rho_iterations
-    by_rho = [{**r, "rho": args.rho} for r in by_iteration if r["run"] == "AVAE" and r["iterations"] == last]
+    # with no --rhos the sweep would be the iteration sweep's AVAE alone: a one-point curve
+    by_rho = [{**r, "rho": args.rho} for r in by_iteration
+              if args.rhos and r["run"] == "AVAE" and r["iterations"] == last]
     for rho in args.rhos:
         by_rho += [{**r, "rho": rho, "run": "AVAE"}
                    for r in staged_run(args, "AVAE", data, f"AVAE rho={rho:g}", model_config(args, "AVAE", rho),
@@ -224,8 +227,9 @@ def main(argv=None):
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: "
             + command_line("benchmarks/fig5.py", argv) + rounding)
-    text = (f"# Fig. 5 (colorMNIST)\n\n{note}\n\n## Against training iteration\n\n{markdown(by_iteration, 'iterations', args)}\n"
-            f"\n## Against rho (AVAE, {last} iterations)\n\n{markdown(by_rho, 'rho', args)}\n")
+    text = f"# Fig. 5 (colorMNIST)\n\n{note}\n\n## Against training iteration\n\n{markdown(by_iteration, 'iterations', args)}\n"
+    if args.rhos:
+        text += f"\n## Against rho (AVAE, {last} iterations)\n\n{markdown(by_rho, 'rho', args)}\n"
     print(text)
     with open(os.path.join(args.output_dir, "results.md"), "w") as f:
         f.write(text)

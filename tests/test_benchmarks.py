@@ -153,6 +153,17 @@ def test_fig5_latent_dim_sets_every_models_code_size(benchmarks, tmp_path):
     assert not list(tmp_path.glob("*.png"))  # clean accuracy only (--eps 0): no curve under attack to draw
 
 
+def test_fig5_without_rhos_makes_no_rho_sweep(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    fig5.main(["--models", "AVAE", "--stages", "2", "--rhos", "--latent-dim", "4", "--eval-n", "20", "--pgd-steps", "1",
+               "--eps", "0", "0.1", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path)])
+    assert json.loads((tmp_path / "results.json").read_text())["by_rho"] == []
+    assert "Against rho" not in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "fig5_iterations_digit_eps0.1.png").is_file()
+    assert not list(tmp_path.glob("fig5_rho_*.png"))  # not a one-point curve of the iteration sweep's AVAE
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["AVAE"]
+
+
 @pytest.mark.parametrize("flag, value, key, note", [
     ("--aux-noise-std", 0.3, "aux_noise_std", "AVAE delusion noise std 0.3,"),
     ("--warmup-epoch", 3, "warmup_epoch", "delusion terms warmed up over 3 epochs"),

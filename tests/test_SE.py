@@ -1,14 +1,13 @@
 """SE: the Select attack (spec §9 items 12-15), the loss, training and reloading."""
 
-import dataclasses
-import os
-
 import pytest
 import torch
 from _model_helpers import (
     LATENT,
     SHAPE,
-    assert_same_weights,
+    assert_decoder_gradient_is_the_vaes,
+    assert_reloads_with_both_loaders,
+    assert_trains_in_pythae_pipeline_and_reloads,
     conv_nets,
     images,
     loss_terms,
@@ -16,9 +15,6 @@ from _model_helpers import (
     snapshot,
     same_state,
 )
-from pythae.models import AutoModel
-from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
-from pythae.trainers import BaseTrainerConfig
 
 from pythae_avae import SE, GaussianVAE, GaussianVAEConfig, SEConfig
 from pythae_avae.models.coupling import consistency_loss
@@ -188,14 +184,7 @@ def test_se_is_the_vae_loss_plus_its_extra_terms():
 
 def test_decoder_gets_gradient_only_from_reconstructions():
     """lambda_rec = 0: the decoder's gradient is the VAE's (the coupling gives it none)."""
-    x = images(8)
-    se = make_se(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0)
-    vae = GaussianVAE(GaussianVAEConfig(input_dim=SHAPE, latent_dim=LATENT), *mlp_nets())
-    for model in (se, vae):
-        torch.manual_seed(4)
-        model({"data": x}).loss.backward()
-    for p_se, p_vae in zip(se.decoder.parameters(), vae.decoder.parameters()):
-        torch.testing.assert_close(p_se.grad, p_vae.grad, rtol=1e-5, atol=1e-7)
+    assert_decoder_gradient_is_the_vaes(make_se(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0))
 
 
 def test_encoder_sees_x_and_x_adv_in_one_batch():
@@ -220,26 +209,9 @@ def test_eval_forward_under_no_grad_runs_the_attack():
 
 # ---- training, saving, reloading -------------------------------------------------------------
 def test_trains_in_pythae_pipeline_and_reloads(tmp_path):
-    model = make_se(se_steps=2)
-    before = snapshot(model)
-    config = BaseTrainerConfig(output_dir=str(tmp_path), num_epochs=2, learning_rate=1e-3,
-                               per_device_train_batch_size=8, per_device_eval_batch_size=8,
-                               no_cuda=True)
-    pipeline = PythaeTrainingPipeline(model, config)
-    pipeline(train_data=images(24), eval_data=images(8, seed=5))
-    assert not same_state(before, snapshot(model))
-    final = os.path.join(pipeline.trainer.training_dir, "final_model")
-    reloaded = AutoModel.load_from_folder(final)
-    assert type(reloaded) is SE
-    assert dataclasses.asdict(reloaded.model_config) == dataclasses.asdict(pipeline.trainer._best_model.model_config)
-    assert_same_weights(reloaded, pipeline.trainer._best_model)
+    assert_trains_in_pythae_pipeline_and_reloads(make_se(se_steps=2), tmp_path)
 
 
 def test_save_and_reload_with_both_loaders(tmp_path):
-    model = make_se(se_eps=0.2, se_steps=3, se_attack_loss="w2", se_recon_aux=0.5,
-                    coupling="entropic_ot")
-    model.save(str(tmp_path))
-    for loader in (AutoModel.load_from_folder, SE.load_from_folder):
-        reloaded = loader(str(tmp_path))
-        assert type(reloaded) is SE and reloaded.model_config == model.model_config
-        assert_same_weights(reloaded, model)
+    assert_reloads_with_both_loaders(make_se(se_eps=0.2, se_steps=3, se_attack_loss="w2", se_recon_aux=0.5,
+                                             coupling="entropic_ot"), tmp_path)

@@ -1,24 +1,19 @@
 """SE-AVAE: unit-weight sum of the VAE loss and both auxiliary branches (spec §9.16)."""
 
-import dataclasses
-import os
-
 import pytest
 import torch
 from _model_helpers import (
     LATENT,
     SHAPE,
-    assert_same_weights,
+    assert_decoder_gradient_is_the_vaes,
+    assert_reloads_with_both_loaders,
+    assert_trains_in_pythae_pipeline_and_reloads,
     conv_nets,
     images,
     loss_terms,
     mlp_nets,
     same_state,
-    snapshot,
 )
-from pythae.models import AutoModel
-from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
-from pythae.trainers import BaseTrainerConfig
 
 from pythae_avae import (
     AVAE,
@@ -115,14 +110,7 @@ def test_aux_batch_norm_and_the_running_statistics(mode, kept):
 
 
 def test_decoder_gets_gradient_only_from_reconstructions():
-    x = images(8)
-    se_avae = make(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0)
-    vae = GaussianVAE(GaussianVAEConfig(input_dim=SHAPE, latent_dim=LATENT), *mlp_nets())
-    for model in (se_avae, vae):
-        torch.manual_seed(4)
-        model({"data": x}).loss.backward()
-    for p_a, p_b in zip(se_avae.decoder.parameters(), vae.decoder.parameters()):
-        torch.testing.assert_close(p_a.grad, p_b.grad, rtol=1e-5, atol=1e-7)
+    assert_decoder_gradient_is_the_vaes(make(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0))
 
 
 def test_eval_forward_under_no_grad():
@@ -134,25 +122,8 @@ def test_eval_forward_under_no_grad():
 
 
 def test_trains_in_pythae_pipeline_and_reloads(tmp_path):
-    model = make(se_steps=2)
-    before = snapshot(model)
-    config = BaseTrainerConfig(output_dir=str(tmp_path), num_epochs=2, learning_rate=1e-3,
-                               per_device_train_batch_size=8, per_device_eval_batch_size=8,
-                               no_cuda=True)
-    pipeline = PythaeTrainingPipeline(model, config)
-    pipeline(train_data=images(24), eval_data=images(8, seed=5))
-    assert not same_state(before, snapshot(model))
-    best = pipeline.trainer._best_model
-    reloaded = AutoModel.load_from_folder(os.path.join(pipeline.trainer.training_dir, "final_model"))
-    assert type(reloaded) is SE_AVAE
-    assert dataclasses.asdict(reloaded.model_config) == dataclasses.asdict(best.model_config)
-    assert_same_weights(reloaded, best)
+    assert_trains_in_pythae_pipeline_and_reloads(make(se_steps=2), tmp_path)
 
 
 def test_save_and_reload_with_both_loaders(tmp_path):
-    model = make(rho=0.9, se_eps=0.2, coupling="entropic_ot", aux_noise=True)
-    model.save(str(tmp_path))
-    for loader in (AutoModel.load_from_folder, SE_AVAE.load_from_folder):
-        reloaded = loader(str(tmp_path))
-        assert type(reloaded) is SE_AVAE and reloaded.model_config == model.model_config
-        assert_same_weights(reloaded, model)
+    assert_reloads_with_both_loaders(make(rho=0.9, se_eps=0.2, coupling="entropic_ot", aux_noise=True), tmp_path)

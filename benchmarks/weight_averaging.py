@@ -86,7 +86,8 @@ def parse_args(argv=None):
                 "at a constant learning rate only")
     args.checkpoint = latest_checkpoint(os.path.join(args.from_run, "pythae"))
     if args.checkpoint is None:
-        p.error(f"--from-run must be a fig5 run folder with a checkpoint; {args.from_run}/pythae/checkpoint is missing")
+        p.error(f"--from-run must be a fig5 run folder with a checkpoint; {args.from_run}/pythae/checkpoint is missing "
+                "(checkpoints are not committed: the fig5.py command in the results.md above the run folder makes it)")
     return args
 
 

@@ -81,6 +81,10 @@ def test_refuses_what_it_cannot_continue(scripts, tmp_path, capsys):
     with pytest.raises(SystemExit):
         wa.parse_args(["--from-run", str(tmp_path), "--iterations", "10", "--output-dir", str(tmp_path)])
     assert "settings.json" in capsys.readouterr().err
+    (tmp_path / "settings.json").write_text(json.dumps({"model": "AVAE"}))
+    with pytest.raises(SystemExit):  # a committed run folder: settings and results, no checkpoint
+        wa.parse_args(["--from-run", str(tmp_path), "--iterations", "10", "--output-dir", str(tmp_path)])
+    assert "pythae/checkpoint is missing (checkpoints are not committed: the fig5.py command" in capsys.readouterr().err
     (tmp_path / "pythae" / "checkpoint").mkdir(parents=True)
     (tmp_path / "settings.json").write_text(json.dumps({"model": "AVAE", "train_n": 100}))
     with pytest.raises(SystemExit):

@@ -99,6 +99,26 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def training_device(device: Optional[str]) -> str:
+    """``"cpu"`` or ``"cuda"`` for the trainer's ``no_cuda``, from ``device`` (default:
+    :func:`default_device`). Pythae's trainer knows only those two, so ``"cuda:N"`` makes GPU N
+    the current device, and what it cannot honour is refused rather than run elsewhere."""
+    device = device or default_device()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if parsed.type == "cpu":
+        return "cpu"
+    if parsed.type != "cuda":
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (the trainer runs on nothing else), got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu'")
+    if parsed.index is not None:
+        torch.cuda.set_device(parsed.index)
+    return "cuda"
+
+
 def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
                 seed: Optional[int] = None, **config):
     """A fresh model of the given name on the named architecture.
@@ -196,7 +216,7 @@ def train_for_iterations(
     world_size = max(1, int(os.environ.get("WORLD_SIZE", 1)))  # under torchrun: global batch
     _, num_epochs = epoch_budget(iterations, len(train_data), batch_size * world_size)
     _, schedule_epochs = epoch_budget(schedule_iterations, len(train_data), batch_size * world_size)
-    device = device or default_device()
+    device = training_device(device)
     config = ResumableTrainerConfig(
         output_dir=os.path.join(output_dir, "pythae"),
         num_epochs=num_epochs,
@@ -244,7 +264,7 @@ def post_train_avae_ss(
     check_int(iterations, "iterations", why="data-free steps")
     steps_per_epoch = min(steps_per_epoch, iterations)
     model = AVAE_SS.from_pretrained(pretrained, **(config or {}))
-    device = device or default_device()
+    device = training_device(device)
     training_config = DataFreeTrainerConfig(
         output_dir=os.path.join(output_dir, "pythae"),
         num_steps=math.ceil(iterations / steps_per_epoch) * steps_per_epoch,

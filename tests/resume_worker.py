@@ -8,6 +8,7 @@ Prints ``step <k>`` after every optimizer step and saves the final weights to
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -23,12 +24,14 @@ from pythae_avae.trainers import DataFreeTrainerConfig, ResumableTrainerConfig, 
 
 
 class Steps(TrainingCallback):
-    def __init__(self, pause):
-        self.step, self.pause = 0, pause
+    def __init__(self, pause, signal_step=None):
+        self.step, self.pause, self.signal_step = 0, pause, signal_step
 
     def on_train_step_end(self, training_config, **kwargs):
         self.step += 1
         print(f"step {self.step}", flush=True)
+        if self.step == self.signal_step:  # after the step's stop flags were all-reduced
+            os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(self.pause)
 
 
@@ -45,6 +48,8 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--rank-weights", help="folder: every rank saves its weights there (test only)")
     p.add_argument("--no-noise", action="store_true", help="deterministic encoder: no sampling noise")
+    p.add_argument("--sigterm-at", nargs=2, type=int, metavar=("RANK", "STEP"),
+                   help="this rank sends itself SIGTERM at the end of this step (test only)")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -65,7 +70,9 @@ def main():
         os.makedirs(args.output_dir, exist_ok=True)
         torch.save(model.state_dict(), os.path.join(args.output_dir, "initial_weights.pt"))
     pipeline = TrainingPipeline(model, config)
-    pipeline(data, callbacks=[Steps(args.sleep)])
+    signal_rank, signal_step = args.sigterm_at or (None, None)
+    rank = int(os.environ.get("RANK", 0))
+    pipeline(data, callbacks=[Steps(args.sleep, signal_step if rank == signal_rank else None)])
     if args.rank_weights:
         os.makedirs(args.rank_weights, exist_ok=True)
         path = os.path.join(args.rank_weights, f"rank{max(pipeline.trainer.rank, 0)}.pt")

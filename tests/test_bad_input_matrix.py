@@ -91,6 +91,16 @@ CASES = {
                         r"num_steps \(10\) must be a multiple of steps_per_epoch \(3\)"),
     "iterations = 0": (lambda out: train_for_iterations(model(), torch.rand(4, *SHAPE), iterations=0,
                                                         output_dir=str(out)), ValueError, r"iterations must be an int >= 1 \(optimizer steps\), got 0"),
+    "device the trainer cannot run on": (lambda out: train_for_iterations(model(), torch.rand(4, *SHAPE), iterations=2,
+                                                                        output_dir=str(out), device="mps"),
+                                         ValueError, r"device must be 'cpu', 'cuda' or 'cuda:N' .*got 'mps'"),
+    "malformed device": (lambda out: train_for_iterations(model(), torch.rand(4, *SHAPE), iterations=2,
+                                                          output_dir=str(out), device="CPU"),
+                         ValueError, r"device must be 'cpu', 'cuda' or 'cuda:N', got 'CPU'"),
+    **({} if torch.cuda.is_available() else {"cuda without a GPU": (
+        lambda out: train_for_iterations(model(), torch.rand(4, *SHAPE), iterations=2, output_dir=str(out),
+                                         device="cuda:0"),
+        ValueError, r"device='cuda:0' but CUDA is not available here; use device='cpu'")}),
     # data
     "wrong image shape": (forward(torch.rand(2, 28, 28)), ValueError,
                           r"inputs\['data'\] must have shape \(batch, 3, 28, 28\).*got \(2, 28, 28\)"),

@@ -89,3 +89,25 @@ def test_sigterm_to_torchrun_then_rerun_ends_with_the_uninterrupted_weights(tmp_
     resumed = torch.load(tmp_path / "cut" / "final_weights.pt", weights_only=True)
     for key in whole:
         assert torch.equal(resumed[key], whole[key]), key
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_signal_to_one_rank_after_the_steps_flag_exchange_stops_both_at_the_next_step(tmp_path, rank):
+    # the signal lands when this step's stop flags were already all-reduced: the other rank
+    # cannot know yet, so both must go on to the next step and stop there together (stopping
+    # at once would leave the other rank in the next step's collectives: a hang)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+               WORKER, str(tmp_path), "--batch-size", "4", "--sigterm-at", str(rank), "7"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # torchrun closes its ranks (SIGTERM, then SIGKILL after 30 s)
+        process.communicate(timeout=120)
+        pytest.fail("the ranks hung: one stopped while the other went on to the next step")
+    assert process.returncode != 0 and not (tmp_path / "final_weights.pt").exists()
+    state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["global_step"] == 8, output[-3000:]
+    assert "stopped at step 8" in output
+    torchrun(2, tmp_path, "--batch-size", "4")  # and the rerun finishes
+    assert (tmp_path / "final_weights.pt").exists()

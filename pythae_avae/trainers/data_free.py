@@ -145,5 +145,8 @@ class DataFreeTrainer(ResumableTrainer):
     def steps_per_epoch(self) -> int:
         return self.training_config.steps_per_epoch
 
+    def _data_settings(self) -> dict:
+        return {}  # no training set; steps_per_epoch only numbers the epochs
+
     def _epoch_batches(self, epoch: int, start: int):
         return (self.train_dataset[i] for i in range(start, self.training_config.steps_per_epoch))

@@ -13,7 +13,9 @@ stops on a NaN loss without saying where. :class:`ResumableTrainer` keeps Pythae
   shuffle from ``(seed, epoch)``, so a resumed run takes exactly the steps of an uninterrupted
   one and ends with the same weights (CPU, same thread count) without storing RNG states.
 * **Signals**: SIGINT (Ctrl-C) and SIGTERM finish the current step, save a checkpoint and
-  exit (``KeyboardInterrupt`` / ``SystemExit(143)``); a second Ctrl-C stops at once.
+  exit (``KeyboardInterrupt`` / ``SystemExit(143)``); a second Ctrl-C stops at once. Under
+  DDP the ranks agree on the step: a signal that lands after a step's flag exchange stops
+  every rank after the next one.
 * **Non-finite loss**: checked before the update; raises :class:`NonFiniteLossError` with the
   step number, leaving the weights and the last good checkpoint untouched.
 * **DDP** (``torchrun --nproc_per_node=N``): NCCL on GPUs, gloo on CPU (the tested path).
@@ -69,8 +71,9 @@ class ResumableTrainerConfig(BaseTrainerConfig):
         checkpoint_every (int): optimizer steps between checkpoints (also written after the
             last step and on SIGINT/SIGTERM). Default: 200.
         resume (bool): continue from ``<output_dir>/checkpoint`` when it exists. Default: True.
-        resume_from (str): a checkpoint folder to continue from instead (e.g. copied from
-            another run). Default: None.
+        resume_from (str): a checkpoint folder to start from (e.g. another run's) when
+            ``<output_dir>/checkpoint`` does not exist yet; once this run has written its own,
+            a rerun continues from that one. Default: None.
         dist_backend: Pythae's field; ``"auto"`` (default) means NCCL when training on CUDA,
             gloo otherwise.
         progress_bar (bool): Pythae's per-epoch tqdm bars (Pythae always adds them; off for
@@ -148,7 +151,8 @@ class _StopRequest:
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # None: the handler was installed from C, and Python cannot reinstall it
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 @register_trainer(ResumableTrainerConfig)
@@ -269,12 +273,17 @@ class ResumableTrainer(BaseTrainer):
 
     def _resume_settings(self) -> dict:
         """What must not change between a checkpoint and the run that resumes it: the model's
-        config (e.g. ``obs_var``, ``rho``) and :data:`RESUME_INVARIANTS`, as JSON values."""
+        config (e.g. ``obs_var``, ``rho``), :data:`RESUME_INVARIANTS` and the training set's
+        size (another size would also move every saved epoch position), as JSON values."""
         cfg = self.training_config
         return {
             "model_config": json.loads(unwrap_model(self.model).model_config.to_json_string()),
             "training": json.loads(json.dumps({k: getattr(cfg, k) for k in RESUME_INVARIANTS})),
+            "data": self._data_settings(),
         }
+
+    def _data_settings(self) -> dict:
+        return {"train_size": len(self.train_dataset)}
 
     def _config_defaults(self) -> dict:
         """The model config's field defaults, as JSON values (the factory-made ones left out)."""
@@ -288,6 +297,7 @@ class ResumableTrainer(BaseTrainer):
         ours = dict(model_name=self.model_name, global_batch_size=self.global_batch_size)
         # checkpoints written before settings were stored are checked on name and batch only
         settings = self._resume_settings() if "settings" in state else {}
+        # a group the checkpoint lacks was not recorded yet (e.g. "data" before 2026-11-28)
         for group, values in state.get("settings", {}).items():
             if group == "model_config":  # a field added since the checkpoint ran at its default
                 values = {**self._config_defaults(), **values}
@@ -299,9 +309,24 @@ class ResumableTrainer(BaseTrainer):
                 f"cannot resume from {path}: this run differs from the one that wrote it in "
                 f"{'; '.join(changed)}. Use another output_dir, or resume=False to start over"
             )
-        unwrap_model(self.model).load_state_dict(weights["model_state_dict"])
+        last_step = self.steps_per_epoch() * self.training_config.num_epochs
+        if state["global_step"] > last_step:
+            raise ValueError(
+                f"cannot resume from {path}: it holds {state['global_step']} steps, more than this run's "
+                f"{last_step} ({self.training_config.num_epochs} epochs of {self.steps_per_epoch()}); its "
+                f"model is not this run's. Ask for at least {state['global_step']} steps, use another "
+                f"output_dir, or resume=False to start over"
+            )
+        try:
+            unwrap_model(self.model).load_state_dict(weights["model_state_dict"])
+        except RuntimeError as err:  # e.g. another architecture: the settings do not record it
+            raise ValueError(
+                f"cannot resume from {path}: its weights do not fit this run's {type(unwrap_model(self.model)).__name__} "
+                f"({short_reason(err)}); another architecture? Use another output_dir, or resume=False to start over"
+            ) from err
+        # load_state_dict already puts the moments on the parameters' device and leaves Adam's
+        # step count on the CPU; moving that to CUDA too would sync once per parameter per step
         self.optimizer.load_state_dict(state["optimizer"])
-        self._set_optimizer_on_device(self.optimizer, self.device)
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         return state
@@ -332,7 +357,8 @@ class ResumableTrainer(BaseTrainer):
         torch.manual_seed(cfg.seed)
         self.set_optimizer()
         self.set_scheduler()
-        resume = cfg.resume_from or (latest_checkpoint(cfg.output_dir) if cfg.resume else None)
+        # the run's own checkpoint first: after an interruption it is ahead of resume_from
+        resume = (latest_checkpoint(cfg.output_dir) if cfg.resume else None) or cfg.resume_from
         state = None
         if resume is not None:
             state = self._load_checkpoint(resume)
@@ -366,7 +392,10 @@ class ResumableTrainer(BaseTrainer):
                     self.model.train()
                     for step_in_epoch, inputs in enumerate(self._epoch_batches(epoch, start), start=start + 1):
                         self._position = None
-                        loss = self._train_one_step(inputs, epoch, global_step + 1, stop)
+                        loss, stop_agreed = self._train_one_step(inputs, epoch, global_step + 1, stop)
+                        # under DDP every rank must stop after the same step: a signal that
+                        # lands after the step's all-reduce waits for the next step's
+                        stopping = stop_agreed if self.distributed else stop.signum is not None
                         epoch_loss += loss
                         global_step += 1
                         self._position = (epoch, step_in_epoch, global_step, epoch_loss, best)
@@ -378,12 +407,13 @@ class ResumableTrainer(BaseTrainer):
                             self._position = (epoch, step_in_epoch, global_step, epoch_loss, best)
                         # not at every epoch's end: a colorMNIST epoch is 63 steps, and one
                         # checkpoint took ~90 ms (2-3 steps of the MLP VAE) on a 2-core CPU
-                        if stop.signum is not None or global_step % cfg.checkpoint_every == 0 \
-                                or global_step == last_step:
+                        if stopping or global_step % cfg.checkpoint_every == 0 or global_step == last_step:
                             self._save_checkpoint(*self._position)
-                        if stop.signum is not None:
+                        if stopping:
                             self._stop(stop.signum, global_step)
                     epoch, start = epoch + 1, 0
+                if self.distributed and self._all_reduce([float(stop.signum is not None)], dist.ReduceOp.MAX)[0]:
+                    self._stop(stop.signum or signal.SIGTERM, global_step)  # signalled in the last step
             except KeyboardInterrupt:
                 if self._position is not None and self._position[2] != self.last_checkpoint_step \
                         and not self.distributed:
@@ -403,7 +433,9 @@ class ResumableTrainer(BaseTrainer):
         if str(self.device).startswith("cuda"):
             torch.cuda.manual_seed_all(seed)
 
-    def _train_one_step(self, inputs, epoch, global_step, stop) -> float:
+    def _train_one_step(self, inputs, epoch, global_step, stop):
+        """One optimizer step; returns its loss and whether any rank had been asked to stop
+        when the step began (all-reduced, so every rank reads the same)."""
         self._seed_step(global_step)
         inputs = self._set_inputs_to_device(inputs)
         with self.amp_context:
@@ -423,7 +455,7 @@ class ResumableTrainer(BaseTrainer):
                 f"not updated with it; {where}. Lower learning_rate or check the data."
             )
         self._optimizers_step(output)
-        return value
+        return value, bool(stop_flag)
 
     def _end_epoch(self, epoch, train_loss, best) -> dict:
         cfg = self.training_config

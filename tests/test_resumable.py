@@ -12,6 +12,7 @@ import pytest
 import torch
 from pythae.trainers.training_callbacks import TrainingCallback
 
+from pythae_avae.models import AVAE_SS
 from pythae_avae.pipelines import TrainingPipeline
 from pythae_avae.recipes import build_model, train_for_iterations
 from pythae_avae.trainers import (
@@ -195,6 +196,47 @@ def test_signal_handlers_are_restored_even_when_python_did_not_install_them(monk
     with resumable._StopRequest():
         pass
     assert installed[2:] == [(signal.SIGINT, signal.SIG_DFL), (signal.SIGTERM, signal.SIG_DFL)]
+
+
+def test_a_kill_between_the_checkpoint_swaps_resumes_from_the_previous_checkpoint(tmp_path, monkeypatch):
+    reference = run(tmp_path / "ref").state_dict()
+    run(tmp_path / "cut", iterations=2, chunk=2)
+    real_rename = os.rename
+
+    def killed_before_the_new_one_is_in_place(src, dst):
+        if src.endswith(".tmp"):
+            raise Interrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", killed_before_the_new_one_is_in_place)
+    with pytest.raises(Interrupt):  # step 4's save: checkpoint -> checkpoint.old, then the kill
+        run(tmp_path / "cut", iterations=6, chunk=2)
+    monkeypatch.undo()
+    folder = tmp_path / "cut" / "pythae"
+    assert not (folder / "checkpoint").exists() and (folder / "checkpoint.tmp").exists()
+    assert latest_checkpoint(str(folder)) == str(folder / "checkpoint.old")
+    counter = CountSteps()
+    assert_same_weights(run(tmp_path / "cut", [counter], chunk=2).state_dict(), reference)
+    assert counter.steps == 4  # from the previous checkpoint's step 2
+    assert sorted(p.name for p in folder.glob("checkpoint*")) == ["checkpoint"]  # .old and .tmp cleared
+
+
+def test_an_interrupted_data_free_run_resumes_to_the_same_weights(tmp_path):
+    def post_train(out, callbacks=()):
+        config = DataFreeTrainerConfig(output_dir=str(out), num_steps=8, steps_per_epoch=4, batch_size=8,
+                                       learning_rate=1e-3, seed=0, no_cuda=True, checkpoint_every=2)
+        torch.manual_seed(0)
+        model = AVAE_SS.from_pretrained(build_model("VAE", "colormnist-mlp", latent_dim=4))
+        pipeline = TrainingPipeline(model, config)
+        pipeline(callbacks=list(callbacks))
+        return pipeline.trainer.model.state_dict()
+
+    reference = post_train(tmp_path / "ref")
+    with pytest.raises(Interrupt):
+        post_train(tmp_path / "cut", [CountSteps(fail_at=5)])  # the last checkpoint: step 4
+    counter = CountSteps()
+    assert_same_weights(post_train(tmp_path / "cut", [counter]), reference)
+    assert counter.steps == 4
 
 
 def test_a_moved_run_folder_continues_in_its_new_place(tmp_path):

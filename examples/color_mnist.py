@@ -68,7 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--output-dir", default="outputs/color_mnist")
+    p.add_argument("--output-dir", help="default: outputs/color_mnist (quick), outputs/color_mnist_<preset> otherwise; "
+                                        "a rerun into the same folder continues its checkpoints")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--verbose", action="store_true", help="show Pythae's training logs")
     args = p.parse_args(argv)
@@ -76,6 +77,8 @@ def parse_args(argv=None):
         attr = key.replace("-", "_")
         if getattr(args, attr, None) is None:
             setattr(args, attr, value)
+    if args.output_dir is None:  # one folder per preset: another preset's runs are not this one's
+        args.output_dir = "outputs/color_mnist" + ("" if args.preset == "quick" else f"_{args.preset}")
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
         p.error(f"models {unknown} are not available; choose from {available_models()}")

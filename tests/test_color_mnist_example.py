@@ -46,6 +46,9 @@ def test_presets_and_bad_model_names():
     assert args.arch == "colormnist-conv"
     assert example.parse_args(["--preset", "standard"]).arch == example.PRESETS["standard"]["arch"] != args.arch
     assert example.parse_args(["--preset", "paper", "--arch", "colormnist-mlp"]).arch == "colormnist-mlp"
+    assert args.output_dir == "outputs/color_mnist"  # the README's demo
+    assert example.parse_args(["--preset", "standard"]).output_dir == "outputs/color_mnist_standard"
+    assert example.parse_args(["--preset", "paper", "--output-dir", "x"]).output_dir == "x"
     with pytest.raises(SystemExit):
         example.parse_args(["--models", "GAN"])
     assert example.parse_args(["--arch", "colormnist-conv-widedec"]).arch == "colormnist-conv-widedec"

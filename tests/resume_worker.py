@@ -23,6 +23,16 @@ from pythae_avae.recipes import build_model  # noqa: E402
 from pythae_avae.trainers import DataFreeTrainerConfig, ResumableTrainerConfig, unwrap_model  # noqa: E402
 
 
+class EpochLosses(TrainingCallback):
+    def __init__(self, path):
+        self.path = path
+
+    def on_log(self, training_config, logs, **kwargs):
+        if kwargs.get("rank", -1) in (-1, 0):
+            with open(self.path, "a") as f:
+                f.write(f"{kwargs['global_step']} {logs['train_epoch_loss']!r}\n")
+
+
 class Steps(TrainingCallback):
     def __init__(self, pause, signal_step=None):
         self.step, self.pause, self.signal_step = 0, pause, signal_step
@@ -48,6 +58,7 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--rank-weights", help="folder: every rank saves its weights there (test only)")
     p.add_argument("--no-noise", action="store_true", help="deterministic encoder: no sampling noise")
+    p.add_argument("--epoch-losses", help="file: rank 0 appends '<epoch> <train_epoch_loss>' lines (test only)")
     p.add_argument("--sigterm-at", nargs=2, type=int, metavar=("RANK", "STEP"),
                    help="this rank sends itself SIGTERM at the end of this step (test only)")
     args = p.parse_args()
@@ -72,7 +83,8 @@ def main():
     pipeline = TrainingPipeline(model, config)
     signal_rank, signal_step = args.sigterm_at or (None, None)
     rank = int(os.environ.get("RANK", 0))
-    pipeline(data, callbacks=[Steps(args.sleep, signal_step if rank == signal_rank else None)])
+    callbacks = [Steps(args.sleep, signal_step if rank == signal_rank else None)]
+    pipeline(data, callbacks=callbacks + ([EpochLosses(args.epoch_losses)] if args.epoch_losses else []))
     if args.rank_weights:
         os.makedirs(args.rank_weights, exist_ok=True)
         path = os.path.join(args.rank_weights, f"rank{max(pipeline.trainer.rank, 0)}.pt")

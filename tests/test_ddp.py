@@ -111,3 +111,20 @@ def test_a_signal_to_one_rank_after_the_steps_flag_exchange_stops_both_at_the_ne
     assert "stopped at step 8" in output
     torchrun(2, tmp_path, "--batch-size", "4")  # and the rerun finishes
     assert (tmp_path / "final_weights.pt").exists()
+
+
+def test_an_epoch_cut_by_a_stop_logs_the_uninterrupted_runs_epoch_loss(tmp_path):
+    # the loss that picks final_model (no eval set) sums every rank's steps of the epoch,
+    # those before the stop included; 64 images, 2 ranks x 4: epochs of 8 steps, stop at step 4
+    args = ["--batch-size", "4", "--epochs", "2"]
+    torchrun(2, tmp_path / "whole", *args, "--epoch-losses", str(tmp_path / "whole.txt"))
+    cut = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           WORKER, str(tmp_path / "cut"), *args, "--sigterm-at", "1", "3"]
+    assert subprocess.run(cut, capture_output=True, timeout=120).returncode != 0
+    assert torch.load(tmp_path / "cut" / "checkpoint" / "trainer_state.pt", weights_only=True)["global_step"] == 4
+    torchrun(2, tmp_path / "cut", *args, "--epoch-losses", str(tmp_path / "cut.txt"))
+    whole = [line.split() for line in (tmp_path / "whole.txt").read_text().splitlines()]
+    resumed = [line.split() for line in (tmp_path / "cut.txt").read_text().splitlines()]
+    assert [e for e, _ in resumed] == [e for e, _ in whole] == ["1", "2"]
+    for (_, a), (_, b) in zip(resumed, whole):
+        assert float(a) == pytest.approx(float(b), rel=1e-6)

@@ -249,6 +249,8 @@ class ResumableTrainer(BaseTrainer):
 
     # ---------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epoch, step_in_epoch, global_step, epoch_loss, best):
+        if self.distributed:  # every rank saves together: resumed, each takes the ranks' mean
+            epoch_loss = self._all_reduce([epoch_loss])[0] / self.world_size  # (same epoch sum)
         if not self.is_main_process:
             return
         out = self.training_config.output_dir

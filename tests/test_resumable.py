@@ -239,6 +239,16 @@ def test_an_interrupted_data_free_run_resumes_to_the_same_weights(tmp_path):
     assert counter.steps == 4
 
 
+def test_step_seeds_of_different_ranks_never_meet():
+    from pythae_avae.trainers.resumable import _step_seed
+
+    steps = range(120_000)  # beyond the paper's ~100k iterations
+    ranks = [{_step_seed(0, rank, k) for k in steps} for rank in (0, 1, 2)]
+    assert all(len(r) == len(steps) for r in ranks)
+    assert not (ranks[0] & ranks[1]) and not (ranks[0] & ranks[2]) and not (ranks[1] & ranks[2])
+    assert _step_seed(0, 0, 5) == _step_seed(0, -1, 5) == 5  # one process: the formula runs were made with
+
+
 def test_a_moved_run_folder_continues_in_its_new_place(tmp_path):
     run(tmp_path / "old", iterations=2)
     os.rename(tmp_path / "old", tmp_path / "new")

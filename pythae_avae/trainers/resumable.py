@@ -35,6 +35,7 @@ import threading
 from copy import deepcopy
 from typing import Iterable, List, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from pydantic import ConfigDict
@@ -97,7 +98,11 @@ class ResumableTrainerConfig(BaseTrainerConfig):
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
-    return (seed * 1_000_003 + max(rank, 0) * 7_919 + step) % (2**63 - 1)
+    if rank <= 0:  # the single-process formula every committed run was trained with
+        return (seed * 1_000_003 + step) % (2**63 - 1)
+    # other ranks: a hash, so that no rank replays another's noise some steps apart (a
+    # rank offset would: rank 1's step k drew rank 0's step k + offset)
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0]) % (2**63 - 1)
 
 
 def unwrap_model(model):

@@ -160,30 +160,32 @@ def worst_case(rows: List[dict]) -> Dict[tuple, dict]:
     return best
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+def _cell(percent) -> str:
+    return "-" if percent is None else f"{percent:.1f}"
 
 
 def format_table2(results: Dict[str, object], tasks: Sequence[str], eps: Sequence[float],
                   metric: str = "accuracy", majority: Dict[str, float] = None) -> str:
-    """Markdown table shaped like the paper's Table 2: rows = tasks, columns = model x eps."""
+    """Markdown table shaped like the paper's Table 2: rows = tasks, columns = model x eps;
+    every value in percent (the rows' ``metric`` and ``majority`` alike)."""
     worst = {name: worst_case(_rows(res)) for name, res in results.items()}
     header = ["task"] + (["majority"] if majority else [])
     header += [f"{name} {e:g}" for name in results for e in eps]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in tasks:
-        cells = [task] + ([_pct(majority[task])] if majority else [])
+        cells = [task] + ([_cell(majority[task])] if majority else [])
         for name in results:
             for e in eps:
                 row = worst[name].get((task, float(e)))
-                cells.append(_pct(row.get(metric) if row else None))
+                cells.append(_cell(row.get(metric) if row else None))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def majority_rates(labels: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """Accuracy of always predicting the test set's most frequent class, per task."""
-    return {t: float(np.bincount(y, minlength=2).max() / len(y)) for t, y in labels.items()}
+    """Accuracy (%) of always predicting the test set's most frequent class, per task: the
+    unit of the evaluation's rows."""
+    return {t: 100.0 * float(np.bincount(y, minlength=2).max() / len(y)) for t, y in labels.items()}
 
 
 def write_outputs(args, results, timings, majority, tables: Dict[str, str], header: str):

@@ -1,6 +1,7 @@
 """CelebA loader and example, on tiny folders written in the real CelebA file formats."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -224,6 +225,26 @@ def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):
     assert set(results) == {"VAE", "AVAE"}
     written = {p.name for p in out.rglob("*") if p.is_file()}
     assert any(name.endswith(".md") for name in written) and any(name.endswith(".json") for name in written)
+    # table.md shows the rows' percentages as they are, the majority rate in the same unit
+    saved = json.loads((out / "results.json").read_text())
+    table = (out / "table.md").read_text()
+    for task in ("Smiling", "Eyeglasses"):
+        line = next(l for l in table.splitlines() if l.startswith(f"| {task} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        y = saved["majority_rate"][task]
+        assert 50.0 <= y <= 100.0 and cells[0] == f"{y:.1f}"
+        expected = [f"{example.worst_case(saved['rows'][m])[(task, e)]['accuracy']:.1f}"
+                    for m in ("VAE", "AVAE") for e in (0.0, 0.1)]
+        assert cells[1:] == expected and all(0.0 <= float(c) <= 100.0 for c in cells)
+
+
+def test_table2_cells_are_the_rows_percentages():
+    example = load_celeba_example()
+    rows = [dict(task="Bald", eps=0.0, attack="pgd", accuracy=75.0, balanced_accuracy=62.5)]
+    table = example.format_table2({"VAE": rows}, ["Bald"], [0.0], "accuracy", {"Bald": 97.8})
+    assert table.splitlines()[-1] == "| Bald | 97.8 | 75.0 |"
+    assert example.format_table2({"VAE": rows}, ["Bald"], [0.0], "balanced_accuracy").splitlines()[-1] == "| Bald | 62.5 |"
+    assert example.majority_rates({"Bald": np.array([0, 0, 0, 1])}) == {"Bald": 75.0}
 
 
 def test_table2_takes_the_per_example_worst_case_where_several_attacks_ran():

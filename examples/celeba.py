@@ -71,9 +71,16 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
         p.error(f"models {unknown} are not available; choose from {available_models()}")
-    for name in ("iterations", "batch_size", "latent_dim", "eval_n", "probe_n", "pgd_steps"):
-        if getattr(args, name) < 1:
+    for name in ("iterations", "batch_size", "latent_dim", "eval_n", "probe_n", "pgd_steps", "pgd_restarts",
+                 "train_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.valid_n < 0:
+        p.error(f"--valid-n must be >= 0 (0: no validation set), got {args.valid_n}")
+    if args.download and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        p.error("--download under torchrun would have every process download into one folder at once; "
+                "download once without torchrun (python examples/celeba.py --data-root DIR --download "
+                "--iterations 1), then launch torchrun without --download")
     try:
         args.model_config = parse_key_values(args.model_config)
     except ValueError as err:

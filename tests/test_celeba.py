@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -202,6 +203,20 @@ class Test_Missing:
         with pytest.raises(FileNotFoundError, match="000001.jpg"):
             CelebA(str(tmp_path))
 
+    def test_download_fetches_images_missing_beside_the_lists(self, tmp_path, monkeypatch):
+        import pythae_avae.data.celeba as celeba_module
+
+        base = write_celeba(tmp_path, n=N_IMAGES)
+        shutil.rmtree(os.path.join(base, "img_align_celeba"))  # the zip not unpacked
+        calls = []
+        monkeypatch.setattr(celeba_module, "download_celeba",
+                            lambda root: calls.append(root) or write_celeba(root))  # what torchvision would fetch
+        assert len(CelebA(str(tmp_path), "test", download=True)) == 6 and calls == [str(tmp_path)]
+        with pytest.raises(FileNotFoundError, match="000001.jpg"):  # no download asked: explained
+            shutil.rmtree(os.path.join(base, "img_align_celeba"))
+            CelebA(str(tmp_path))
+        assert len(calls) == 1
+
     def test_root_may_be_the_celeba_folder_itself(self, celeba_root):
         folder = os.path.join(celeba_root, "celeba")
         assert find_celeba_folder(folder) == folder
@@ -211,6 +226,38 @@ class Test_Missing:
 # ---- examples/celeba.py end to end -------------------------------------------------------------
 def load_celeba_example():
     return load_example("celeba")
+
+
+def test_cache_of_another_folder_with_the_same_file_names_is_not_reused(tmp_path):
+    cache = str(tmp_path / "cache")
+    write_celeba(tmp_path / "a")
+    write_celeba(tmp_path / "b")
+    Image.new("RGB", (W, H), (0, 200, 0)).save(tmp_path / "b" / "celeba" / "img_align_celeba" / file_name(18))
+    a, b = (CelebA(str(tmp_path / r), "test", cache_dir=cache) for r in ("a", "b"))
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    np.testing.assert_array_equal(b.arrays()[0], CelebA(str(tmp_path / "b"), "test").arrays()[0])
+    assert not np.array_equal(a.arrays()[0][0], b.arrays()[0][0])  # image 18 is the first test image
+
+
+def test_processes_building_one_cache_at_once_do_not_collide(celeba_root, tmp_path, monkeypatch):
+    # both writers finish their temporary file before either renames it (torchrun ranks
+    # sharing --cache-dir): with one temporary name the second rename finds nothing
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    both_saved, real_save = threading.Barrier(2, timeout=30), np.save
+
+    def save_then_wait(*args, **kwargs):
+        real_save(*args, **kwargs)
+        both_saved.wait()
+
+    monkeypatch.setattr(np, "save", save_then_wait)
+    with ThreadPoolExecutor(2) as pool:
+        builds = [pool.submit(CelebA, celeba_root, "test", cache_dir=str(tmp_path)) for _ in range(2)]
+        datasets = [b.result() for b in builds]
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("celeba_test_6_*.npy")]
+    np.testing.assert_array_equal(datasets[0].arrays()[0], CelebA(celeba_root, "test").arrays()[0])
 
 
 def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):
@@ -245,6 +292,26 @@ def test_table2_cells_are_the_rows_percentages():
     assert table.splitlines()[-1] == "| Bald | 97.8 | 75.0 |"
     assert example.format_table2({"VAE": rows}, ["Bald"], [0.0], "balanced_accuracy").splitlines()[-1] == "| Bald | 62.5 |"
     assert example.majority_rates({"Bald": np.array([0, 0, 0, 1])}) == {"Bald": 75.0}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train-limit", "0"], "--train-limit must be >= 1, got 0"),
+    (["--pgd-restarts", "0"], "--pgd-restarts must be >= 1, got 0"),
+    (["--valid-n", "-1"], "--valid-n must be >= 0 (0: no validation set), got -1"),
+])
+def test_bad_counts_are_refused_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        load_celeba_example().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_download_is_refused_under_torchrun(monkeypatch, capsys):
+    example = load_celeba_example()
+    assert example.parse_args(["--download"]).download
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        example.parse_args(["--download"])
+    assert "--download under torchrun" in capsys.readouterr().err
 
 
 def test_table2_takes_the_per_example_worst_case_where_several_attacks_ran():

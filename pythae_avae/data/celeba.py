@@ -29,6 +29,7 @@ accuracy next to the accuracy (spec §5.2).
 import csv
 import hashlib
 import os
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -197,6 +198,10 @@ def parse_partition(path: str) -> Dict[str, int]:
 # --------------------------------------------------------------------------- images
 
 
+#: names load_image's preprocessing in the cache key: change it with the crop rule or filter
+PREPROCESSING = "centre-crop, PIL bilinear resize, uint8"
+
+
 def load_image(path: str, crop_size: int = CROP_SIZE, image_size: int = IMAGE_SIZE) -> np.ndarray:
     """One image, centre-cropped to ``crop_size`` and resized: ``(3, S, S)`` uint8.
 
@@ -304,20 +309,25 @@ class CelebA(Dataset):
             raise ValueError(f"crop_size ({crop_size}) must be >= image_size ({image_size})")
         self.root, self.split = str(root), split
         self.crop_size, self.image_size = crop_size, image_size
-        if download:
-            try:
-                find_celeba_folder(self.root)
-            except FileNotFoundError:
-                download_celeba(self.root)
-        self.folder = find_celeba_folder(self.root)
-        self.image_dir = _image_dir(self.folder, self.root)
-        self._load_labels(limit)
+        try:
+            self._locate(limit)
+        except FileNotFoundError:
+            if not download:
+                raise
+            # whatever is missing (lists, images or both): torchvision fetches what it lacks
+            download_celeba(self.root)
+            self._locate(limit)
         self.tasks = self._check_tasks(tasks)
         self.images: Optional[np.ndarray] = None
         if cache_dir is not None:
             self.images = self._cached_images(cache_dir, num_threads, progress)
         elif preload:
             self.images = load_images(self.paths(), crop_size, image_size, num_threads, progress)
+
+    def _locate(self, limit: Optional[int]):
+        self.folder = find_celeba_folder(self.root)
+        self.image_dir = _image_dir(self.folder, self.root)
+        self._load_labels(limit)
 
     def _load_labels(self, limit: Optional[int]):
         attr_path = _find_file(self.folder, ATTR_FILES)
@@ -352,17 +362,32 @@ class CelebA(Dataset):
             raise ValueError(f"tasks must be CelebA attributes ({self.attribute_names}), got {unknown or tasks}")
         return tuple(tasks)
 
+    def _cache_key(self) -> str:
+        """What the cached images depend on: the image folder, the file list, the
+        preprocessing, and the size and time stamp of three of the files (a cheap sign of
+        files replaced in place; changing files otherwise unnoticed needs a new cache_dir)."""
+        paths = self.paths()
+        stats = [(os.path.getsize(p), os.stat(p).st_mtime_ns) for p in (paths[0], paths[len(paths) // 2], paths[-1])]
+        text = "\n".join([os.path.realpath(self.image_dir), PREPROCESSING, repr(stats), *self.filenames])
+        return hashlib.md5(text.encode()).hexdigest()[:10]
+
     def _cached_images(self, cache_dir: str, num_threads, progress) -> np.ndarray:
-        # the key covers the exact file list and preprocessing, so a stale cache is never read
-        key = hashlib.md5("\n".join(self.filenames).encode()).hexdigest()[:10]
-        name = f"celeba_{self.split}_{len(self)}_c{self.crop_size}_s{self.image_size}_{key}.npy"
+        name = f"celeba_{self.split}_{len(self)}_c{self.crop_size}_s{self.image_size}_{self._cache_key()}.npy"
         path = os.path.join(os.path.expanduser(cache_dir), name)
         if not os.path.isfile(path):
             images = load_images(self.paths(), self.crop_size, self.image_size, num_threads, progress)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            np.save(path + ".tmp.npy", images)  # atomic: parallel runs never read half a file
-            os.replace(path + ".tmp.npy", path)
-        return np.load(path, mmap_mode="r")
+            # a temporary file of this process's own, then an atomic rename: processes
+            # building the same cache at once (torchrun ranks) neither collide nor read half a file
+            tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp.npy"
+            np.save(tmp, images)
+            os.replace(tmp, path)
+        images = np.load(path, mmap_mode="r")
+        expected = (len(self), 3, self.image_size, self.image_size)
+        if images.shape != expected or images.dtype != np.uint8:
+            raise ValueError(f"cached images {path} hold {images.shape} {images.dtype}, expected {expected} uint8; "
+                             "delete the file to rebuild it")
+        return images
 
     def paths(self) -> List[str]:
         """Full paths of this split's images, in dataset order."""

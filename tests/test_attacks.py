@@ -99,6 +99,9 @@ def test_bad_eps_and_loss():
         pgd_robust_mask(clf, X, y, -0.1)
     with pytest.raises(ValueError, match="loss"):
         pgd_robust_mask(clf, X, y, 0.1, losses=("hinge",))
+    for no_loss in ((), "ce"):  # no attack at all would report every point, misclassified ones too, robust
+        with pytest.raises(ValueError, match=r"losses must be a non-empty sequence of \('ce', 'margin'\)"):
+            pgd_robust_mask(clf, X, y, 0.1, losses=no_loss)
 
 
 def test_autoattack_configuration_by_class_count():
@@ -121,3 +124,31 @@ def test_autoattack_runs_where_points_survive_and_is_no_weaker_than_pgd(n_classe
     assert 0 < aa.sum() < len(aa)
     assert aa.mean() <= pgd.mean() + 0.05
     assert aa.mean() >= exact.mean() - 1e-9
+
+
+def test_autoattack_counts_a_point_robust_only_if_its_own_verdict_agrees(monkeypatch):
+    # a point AutoAttack reports broken counts as broken even where our re-run of the model
+    # classifies its adversarial image correctly (batch-dependent GPU kernels can flip it)
+    import types
+
+    import pyautoattack
+
+    clf, X, y = linear_setup(7, n=240)
+    X, y = X[:10], y[:10]
+
+    class Reports(types.SimpleNamespace):
+        def __init__(self, model, **kwargs):
+            part = types.SimpleNamespace
+            super().__init__(apgd_targeted=part(), fab=part(), apgd=part(), square=part())
+
+        def run_standard_evaluation(self, x, labels, batch_size):
+            verdict = labels.clone()
+            verdict[3] = (labels[3] + 1) % 7  # "broken", though x is returned unchanged
+            return x.clone(), verdict
+
+    monkeypatch.setattr(pyautoattack, "AutoAttack", Reports)
+    robust = autoattack_robust_mask(clf, X, y, 0.1, n_classes=7, device="cpu")
+    with torch.no_grad():
+        clean = (clf(X).argmax(1) == y).numpy()
+    assert clean[3] and not robust[3]
+    np.testing.assert_array_equal(np.delete(robust, 3), np.delete(clean, 3))

@@ -136,6 +136,8 @@ CASES = {
     "pgd step size < 0": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE), torch.zeros(2, dtype=torch.long),
                                                eps=0.1, step_size=-0.01), ValueError,
                           r"step_size must be a finite number > 0.*got -0.01"),
+    "no PGD loss": (evaluate(pgd_losses=()), ValueError,
+                    r"pgd_losses must be a non-empty sequence of \('ce', 'margin'\), got \(\)"),
     "unknown attack": (evaluate(attacks=("fgsm",)), ValueError,
                        r"attacks must be a non-empty subset of \('pgd', 'autoattack'\), got \('fgsm',\)"),
     "task with one class": (evaluate(train=(X, {"d": np.zeros(12)})), ValueError,

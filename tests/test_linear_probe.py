@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import LinearSVC
+from sklearn.svm import SVC, LinearSVC
 
 from eval_fixtures import LinearEncoder, make_data
 from pythae_avae.evaluation import LinearProbe, fit_probes, linear_from_sklearn
@@ -38,6 +38,17 @@ def test_adapter_predictions_equal_sklearn(encoder, n_classes, standardize, esti
         np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), probe.predict_proba(X[200:]), atol=1e-5)
 
 
+@pytest.mark.parametrize("n_classes", [3, 4])
+def test_estimators_without_one_score_per_class_are_refused(encoder, n_classes):
+    # SVC's coef_ rows are one-vs-one votes: argmax of them is not its prediction, so the
+    # attacked head would not be the probe that is reported
+    X, y = make_data(200, SHAPE, n_classes, encoder=encoder)
+    with pytest.raises(TypeError, match=rf"one linear score per class \(coef_ of {n_classes} rows.*SVC's gives "
+                                        rf"{n_classes * (n_classes - 1) // 2} logits agreeing with predict on"):
+        LinearProbe(encoder, estimator=SVC(kernel="linear"), device="cpu").fit(X, y)
+    LinearProbe(encoder, estimator=SVC(kernel="linear"), device="cpu").fit(X, np.minimum(y, 1))  # 2 classes: fine
+
+
 def test_binary_logits_are_symmetric():
     est = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
     lin = linear_from_sklearn(est)
@@ -67,6 +78,9 @@ def test_encoder_untouched_and_mode_restored(encoder):
     for k, v in enc.state_dict().items():
         assert torch.equal(v, before[k]), k  # BatchNorm statistics included
     assert all(p.grad is None for p in enc.parameters())
+    enc.bn.eval()  # mixed modes (e.g. frozen BatchNorm in a training encoder) come back as they were
+    LinearProbe(enc, device="cpu").fit(X, y)
+    assert enc.training and not enc.bn.training
 
 
 def test_multi_task_embeds_once(encoder, monkeypatch):

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..attack_mode import attack_mode
+
 
 def as_encoder(model_or_encoder) -> torch.nn.Module:
     """A Pythae model's ``.encoder`` (DDP-unwrapped), or the encoder itself."""
@@ -45,19 +47,17 @@ def embed(
 ) -> np.ndarray:
     """``mu(x)`` for every image, as float32 numpy ``(N, d)``; encoder in eval mode, no grad.
 
-    The encoder's train/eval mode is restored and nothing in it changes.
+    The encoder's train/eval modes (per submodule) are restored and nothing in it changes.
     """
     encoder = as_encoder(model_or_encoder)
     X = check_images(X)
     device = default_device(device)
-    was_training = encoder.training
     original_device = next(encoder.parameters()).device
-    encoder.eval().to(device)
     out = []
     try:
-        with torch.no_grad():
+        with attack_mode(encoder.to(device)), torch.no_grad():
             for start in tqdm(range(0, len(X), batch_size), desc="embedding", disable=not progress, leave=False):
                 out.append(encoder(X[start : start + batch_size].to(device)).embedding.float().cpu())
     finally:
-        encoder.train(was_training).to(original_device)
+        encoder.to(original_device)
     return torch.cat(out).numpy()

@@ -83,7 +83,24 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         if not hasattr(self.estimator_, "coef_"):
             raise TypeError(f"estimator must be linear (have coef_), got {type(self.estimator_).__name__}")
         self.classes_ = self.estimator_.classes_
+        self._check_one_score_per_class(features)
         return self
+
+    def _check_one_score_per_class(self, scaled_features: np.ndarray):
+        """The attacked head must be the probe: its argmax has to be ``predict``. Estimators
+        whose ``coef_`` rows are not one score per class (e.g. ``SVC``'s one-vs-one) fail here
+        (rounding float64 to float32 may flip a point on the boundary, hence the 0.1%)."""
+        head = linear_from_sklearn(self.estimator_)  # on the scaled features: no scaler folded in
+        with torch.no_grad():
+            ours = head(torch.from_numpy(scaled_features).float()).argmax(1).numpy()
+        agree = np.mean(ours == self.label_indices(self.estimator_.predict(scaled_features)))
+        if head.out_features != len(self.classes_) or agree < 0.999:
+            raise TypeError(
+                f"estimator must give one linear score per class (coef_ of {len(self.classes_)} rows, or 1 "
+                f"for 2 classes) whose argmax is its prediction; {type(self.estimator_).__name__}'s gives "
+                f"{head.out_features} logits agreeing with predict on {100 * agree:.1f}% of the training "
+                "features. Use e.g. LogisticRegression or LinearSVC"
+            )
 
     def _scaled(self, features):
         features = np.asarray(features, dtype=np.float64)

@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .attacks import autoattack_config, autoattack_robust_mask, check_eps, correct_mask, pgd_robust_mask
+from .attacks import LOSSES, autoattack_config, autoattack_robust_mask, check_eps, correct_mask, pgd_robust_mask
 from .features import as_encoder, check_images, default_device, embed
 from .linear_probe import LinearProbe, fit_probes
 
@@ -146,6 +146,8 @@ def evaluate_robustness(
     unknown = set(attacks) - set(ATTACKS)
     if unknown or not attacks:
         raise ValueError(f"attacks must be a non-empty subset of {ATTACKS}, got {tuple(attacks)}")
+    if "pgd" in attacks and (isinstance(pgd_losses, str) or not pgd_losses):
+        raise ValueError(f"pgd_losses must be a non-empty sequence of {LOSSES}, got {pgd_losses!r}")
     radii = _radii(attacks, _radius_list(eps, "eps"), autoattack_eps)
     X_test, y_test = _as_data(test_data, "test_data")
     tasks = list(tasks) if tasks is not None else list(y_test)

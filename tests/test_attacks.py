@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -147,7 +149,10 @@ def test_autoattack_counts_a_point_robust_only_if_its_own_verdict_agrees(monkeyp
             return x.clone(), verdict
 
     monkeypatch.setattr(pyautoattack, "AutoAttack", Reports)
-    robust = autoattack_robust_mask(clf, X, y, 0.1, n_classes=7, device="cpu")
+    log = logging.getLogger("auto-attack")
+    monkeypatch.setattr(log, "level", logging.WARNING)
+    robust = autoattack_robust_mask(clf, X, y, 0.1, n_classes=7, device="cpu", progress=True)
+    assert log.level == logging.WARNING and not log.handlers  # progress=True left no trace
     with torch.no_grad():
         clean = (clf(X).argmax(1) == y).numpy()
     assert clean[3] and not robust[3]

@@ -228,7 +228,7 @@ def autoattack_robust_mask(
             adversary.fab.n_restarts = 1
             adversary.square.n_queries = 5000
         log = logging.getLogger("auto-attack")
-        handler = logging.StreamHandler() if progress else None
+        handler, level = (logging.StreamHandler() if progress else None), log.level
         if handler is not None:
             log.addHandler(handler)
             log.setLevel(logging.DEBUG)
@@ -237,6 +237,7 @@ def autoattack_robust_mask(
         finally:
             if handler is not None:
                 log.removeHandler(handler)
+                log.setLevel(level)
     if float((x_adv.cpu() - X).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("AutoAttack left the threat model (L-inf ball intersected with [0, 1])")
     # robust only if AutoAttack's own verdict and our re-check agree: a point it left just

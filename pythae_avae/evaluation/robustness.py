@@ -177,11 +177,11 @@ def evaluate_robustness(
             y_idx = torch.from_numpy(probe.label_indices(labels)).long()
             n_classes = len(probe.classes_)
             clean = probe.predict_features(test_features) == labels
-            majority = 100.0 * float(np.bincount(y_idx.numpy()).max() / len(labels))
 
             def row(attack, e, robust, details):
-                n = len(robust)
+                n = len(robust)  # AutoAttack's rows: its first autoattack_n images
                 acc, bal = _rates(robust, labels[:n])
+                majority = 100.0 * float(np.bincount(y_idx[:n].numpy()).max() / n)
                 return dict(model=model_name, task=task, n_classes=n_classes, eps=e, attack=attack,
                             accuracy=acc, balanced_accuracy=bal, clean_accuracy=_rates(clean[:n], labels[:n])[0],
                             majority_rate=majority, n=n, details=details, seed=seed)

@@ -13,6 +13,7 @@ from _model_helpers import (
     loss_terms,
     mlp_nets,
     same_state,
+    snapshot,
 )
 
 from pythae_avae import (
@@ -89,23 +90,52 @@ def test_warmup_weights_the_delusion_terms_and_not_the_attack_terms():
         assert value == pytest.approx(ref[key] * (0.25 if key in AVAE_KEYS else 1.0), rel=1e-6, abs=1e-6), key
 
 
-def test_auxiliary_points_share_one_encoder_call():
-    model = make(se_steps=2)
+@pytest.mark.parametrize("se_batch, training_batches", [
+    ("data", [(True, 12), (True, 6)]),  # [x; x~_s] as in SE, then x~_a as in AVAE
+    ("delusion", [(True, 6), (True, 12)]),  # x, then [x~_a; x~_s]
+])
+def test_encoder_batches(se_batch, training_batches):
+    model = make(se_steps=2, se_batch=se_batch)
     batches = []
     model.encoder.register_forward_hook(
         lambda module, args, out: batches.append((module.training, args[0].shape[0])))
     model({"data": images(6)})
-    # attack (eval mode): clean + 2 steps; then x; then [x~_a; x~_s] together
-    assert batches == [(False, 6)] * 3 + [(True, 6), (True, 12)]
+    # the attack first (eval mode): clean + 2 steps
+    assert batches == [(False, 6)] * 3 + training_batches
 
 
+def test_the_attack_branch_is_ses_with_a_batchnorm_encoder():
+    # same weights, no randomness but z's: the recon, KL and SE terms are SE's own, since x~_s
+    # is normalised in x's batch as in SE (with "delusion" they differ: codes of two batches)
+    fields = dict(input_dim=SHAPE, latent_dim=LATENT, rho_se=0.9, se_eps=0.1, se_steps=2, se_random_start=False)
+    se = SE(SEConfig(**fields), *conv_nets())
+    start = snapshot(se)  # BatchNorm statistics included: a forward moves them
+    x = images(8)
+    terms = {}
+    for name, model in {"se": se, "data": SE_AVAE(SE_AVAE_Config(aux_noise=False, **fields), *conv_nets()),
+                        "delusion": SE_AVAE(SE_AVAE_Config(aux_noise=False, se_batch="delusion", **fields),
+                                            *conv_nets())}.items():
+        model.load_state_dict(start)
+        torch.manual_seed(5)
+        terms[name] = loss_terms(model({"data": x}))
+    shared = ["recon_loss", "reg_loss", *SE_KEYS]
+    for key in shared:
+        assert terms["data"][key] == pytest.approx(terms["se"][key], rel=1e-5, abs=1e-5), key
+    assert any(terms["delusion"][k] != pytest.approx(terms["se"][k], rel=1e-3) for k in shared)
+
+
+@pytest.mark.parametrize("se_batch", ["data", "delusion"])
 @pytest.mark.parametrize("mode,kept", [("batch", False), ("frozen", True), ("eval", True)])
-def test_aux_batch_norm_and_the_running_statistics(mode, kept):
-    model, data_only = make(se_steps=2, aux_batch_norm=mode), make()
+def test_aux_batch_norm_and_the_running_statistics(mode, kept, se_batch):
+    # kept: the running statistics are those of the data's batch alone ([x; x~_s] or x)
+    model, data_only = make(se_steps=2, aux_batch_norm=mode, se_batch=se_batch), make(se_steps=2)
     data_only.load_state_dict(model.state_dict())
     x = images(6)
+    torch.manual_seed(2)
     model({"data": x}).loss.backward()
-    data_only.train().encode(x)  # the attack runs in eval mode: only x's pass counts
+    torch.manual_seed(2)
+    x_s = data_only.select(x)  # the attack runs in eval mode: it moves no statistics
+    data_only.train().encode(torch.cat([x, x_s]) if se_batch == "data" else x)
     assert same_state(model.encoder.state_dict(), data_only.encoder.state_dict()) == kept
 
 

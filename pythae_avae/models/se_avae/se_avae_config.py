@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic.dataclasses import dataclass
 
 from ..avae.avae_config import AVAEConfig
@@ -16,4 +18,15 @@ class SE_AVAE_Config(SEConfig, AVAEConfig):
     The two branches have unit weights: they follow from the joint target (paper §4; the
     details in the paper's appendix C.5 could not be read, spec §2.4).
     Table 1's "SE_0.1-AVAE" is ``se_eps=0.1``; Table 2's "SE^5-AVAE" is ``se_steps=5``.
+
+    Parameters (besides both parents'):
+        se_batch (str): which encoder batch the attack point ``x~_s`` joins in training, with
+            BatchNorm encoders the batch its code is normalised in (spec §2.3: code and target
+            in one batch, or the coupling compares codes normalised differently). ``"data"``
+            (default): ``[x; x~_s]`` as in SE, then ``x~_a`` alone as in AVAE, so each branch
+            computes its codes as in its own model. ``"delusion"``: ``x`` alone, then
+            ``[x~_a; x~_s]`` (spec §2.4's shared auxiliary call; the layout the committed
+            SE-AVAE rows were trained with, before 2026-11-28). Same cost: two training passes.
     """
+
+    se_batch: Literal["data", "delusion"] = "data"

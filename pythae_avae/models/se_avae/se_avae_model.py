@@ -23,8 +23,9 @@ class SE_AVAE(SE, AVAE):
         loss = VAE(x) + [-C_rho(x, x~_a) - H(x~_a)]
                       + [lambda_rec SSE(x~_s | z'_s)/(2v) - C_rho_se(x, x~_s) - H(x~_s)]
 
-    ``x~_a`` and ``x~_s`` go through the encoder as one batch (``x~_a`` needs the code of
-    ``x`` first, so ``x`` cannot join them).
+    ``x~_s`` is encoded with ``x``, as in SE, and ``x~_a`` alone, as in AVAE (``x~_a`` needs
+    the code of ``x`` first, so the three cannot share one batch); ``se_batch="delusion"``
+    encodes ``x~_s`` with ``x~_a`` instead (see :class:`SE_AVAE_Config`).
 
     Output keys: AVAE's (``recon_loss``, ``reg_loss``, ``coupling_loss``, ``entropy_loss``)
     plus SE's extra terms (``aux_recon_loss``, ``se_coupling_loss``, ``se_entropy_loss``),
@@ -39,10 +40,15 @@ class SE_AVAE(SE, AVAE):
     def forward(self, inputs, **kwargs) -> ModelOutput:
         x = self.get_data(inputs)
         x_s = self.select(x)
-        vae = self.vae_terms(x)
-        x_a = self.delusion(vae["recon_x"])
-        mu_aux, logvar_aux = self.encode_aux(torch.cat([x_a, x_s]))
-        (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.chunk(2), logvar_aux.chunk(2)
+        if self.model_config.se_batch == "data":
+            mu_all, logvar_all = self.encode(torch.cat([x, x_s]))
+            (mu, mu_s), (logvar, logvar_s) = mu_all.chunk(2), logvar_all.chunk(2)
+            vae = self.vae_terms(x, codes=(mu, logvar))
+            mu_a, logvar_a = self.encode_aux(self.delusion(vae["recon_x"]))
+        else:
+            vae = self.vae_terms(x)
+            mu_aux, logvar_aux = self.encode_aux(torch.cat([self.delusion(vae["recon_x"]), x_s]))
+            (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.chunk(2), logvar_aux.chunk(2)
         return self.make_output(
             vae, **self.avae_terms(vae, mu_a, logvar_a, kwargs.get("epoch")),
             **self.se_terms(vae, x_s, mu_s, logvar_s),

@@ -1,6 +1,7 @@
 """AVAE-SS: data-free post-training of a pretrained VAE's encoder (spec §9 items 18-19)."""
 
 import dataclasses
+import math
 import os
 
 import pytest
@@ -212,3 +213,19 @@ def test_save_and_reload_keeps_the_decoder_frozen(tmp_path):
         assert_same_weights(reloaded, model)
         assert all(not p.requires_grad for p in reloaded.decoder.parameters())
         assert not reloaded.train().decoder.training
+
+
+def test_prior_inputs_follow_the_decoders_dtype():
+    model = AVAE_SS.from_pretrained(pythae_vae()).double()
+    assert model.generate_inputs(4).dtype == torch.float64
+    assert torch.isfinite(model(AVAE_SS.prior_batch(4)).loss)
+
+
+def test_pythaes_nll_is_refused_where_it_assumes_unit_variance():
+    # Pythae's estimate uses variance 1 whatever obs_var: silently wrong, so refused
+    gaussian = GaussianVAE(GaussianVAEConfig(input_dim=SHAPE, latent_dim=LATENT, obs_var=0.5), *conv_nets())
+    with pytest.raises(NotImplementedError, match=r"assumes obs_var = 1 \(this model: 0.5\)"):
+        gaussian.get_nll(images(4), n_samples=2)
+    bernoulli = GaussianVAE(GaussianVAEConfig(input_dim=SHAPE, latent_dim=LATENT, reconstruction_loss="bce"),
+                            *conv_nets())
+    assert math.isfinite(bernoulli.eval().get_nll(images(4), n_samples=2, batch_size=2))  # Pythae's own

@@ -160,6 +160,19 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
         self.term_meter.update("train" if self.training else "eval", {"loss": loss, **terms})
         return ModelOutput(loss=loss, **terms, recon_x=vae["recon_x"], z=vae["z"])
 
+    def get_nll(self, data, n_samples: int = 1, batch_size: int = 100):
+        """Pythae's importance-sampled NLL where it holds: with ``"bce"`` and the standard
+        sampling. Its Gaussian likelihood has variance 1 whatever ``obs_var`` (spec §8.9), so
+        with ``"mse"`` (or the official code's sampling) it would be silently wrong: refused."""
+        cfg = self.model_config
+        if cfg.reconstruction_loss == "mse" or getattr(cfg, "reproduce_official_sampling", False):
+            raise NotImplementedError(
+                f"{type(self).__name__}.get_nll is not implemented for the Gaussian likelihood: Pythae's "
+                f"estimate assumes obs_var = 1 (this model: {cfg.obs_var}) and the standard sampling; use "
+                "the reconstruction error or the ELBO terms instead"
+            )
+        return super().get_nll(data, n_samples, batch_size)
+
     def loss_function(self, recon_x, x, mu, log_var, z):
         """Pythae's hook, with this package's likelihood scale: returns (loss, recon, KL)."""
         recon = self.recon_loss_per_example(recon_x, x)

@@ -123,9 +123,9 @@ class AVAE_SS(AVAE):
     def generate_inputs(self, batch_size: int, device=None) -> torch.Tensor:
         """``x = g(z0)``, ``z0 ~ N(0, I)`` with the frozen decoder (plus noise if
         ``prior_noise``); no gradient."""
-        if device is None:
-            device = next(self.decoder.parameters()).device
-        z0 = torch.randn(batch_size, self.latent_dim, device=device)
+        weight = next(self.decoder.parameters())
+        z0 = torch.randn(batch_size, self.latent_dim, device=weight.device if device is None else device,
+                         dtype=weight.dtype)
         x = self.decode(z0)
         if self.model_config.prior_noise:
             x = x + self.model_config.obs_var**0.5 * torch.randn_like(x)

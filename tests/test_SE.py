@@ -182,6 +182,24 @@ def test_se_is_the_vae_loss_plus_its_extra_terms():
     assert se_out.reg_loss.item() == pytest.approx(vae_out.reg_loss.item(), rel=1e-5)
 
 
+def test_extra_terms_by_hand():
+    """The SE extra terms from their definitions, on deterministic codes (z = mu): lambda_rec
+    times SSE(x~ | mu(x~)) / (2v), and -C_rho_se - H between the codes of x and x~."""
+    model = make_se(nets=mlp_nets, se_random_start=False, se_recon_aux=0.7, rho_se=0.8, obs_var=0.3)
+    model.sample_latent = lambda mu, logvar: mu
+    x = images(8)
+    out = model({"data": x})
+    with torch.no_grad():
+        x_adv = model.select(x)
+        mu, logvar = model.encode(x)
+        mu_adv, logvar_adv = model.encode(x_adv)
+        sse = ((model.decode(mu_adv) - x_adv) ** 2).flatten(1).sum(1)
+        extra = consistency_loss(mu, logvar, mu_adv, logvar_adv, 0.8)
+    assert out.aux_recon_loss.item() == pytest.approx(float((0.7 * sse / (2 * 0.3)).mean()), rel=1e-5)
+    assert out.se_coupling_loss.item() == pytest.approx(float(extra["coupling"].mean()), rel=1e-5)
+    assert out.se_entropy_loss.item() == pytest.approx(float(extra["entropy"].mean()), rel=1e-5)
+
+
 def test_decoder_gets_gradient_only_from_reconstructions():
     """lambda_rec = 0: the decoder's gradient is the VAE's (the coupling gives it none)."""
     assert_decoder_gradient_is_the_vaes(make_se(nets=mlp_nets, se_random_start=False, se_recon_aux=0.0))

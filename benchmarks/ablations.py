@@ -12,7 +12,7 @@ likelihood's std sqrt(obs_var): ``--aux-noise-std`` defaults to ``likelihood`` h
 
 import sys
 
-from table1 import main
+from table1 import main, parse_args
 
 VARIANTS = {
     "VAE": ("VAE", {}),
@@ -48,10 +48,9 @@ VARIANTS = {
 
 
 def variants_for(argv):
-    """Resolves the x3-iterations variants from ``--iterations`` (default 20000)."""
-    iterations = 20000
-    if "--iterations" in argv:
-        iterations = int(argv[argv.index("--iterations") + 1])
+    """Resolves the x3-iterations variants from the command's budget, as its parser reads it
+    (``--iterations N``, ``--iterations=N``, ``--preset``; default 20000)."""
+    iterations = parse_args(argv, VARIANTS).iterations
     return {
         name: (model, {k: (3 * iterations if k == "iterations" else v) for k, v in fields.items()})
         for name, (model, fields) in VARIANTS.items()

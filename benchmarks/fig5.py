@@ -79,6 +79,10 @@ def parse_args(argv=None):
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
         p.error(f"--rho-iterations must be one of --stages {args.stages}, got {args.rho_iterations}")
+    if args.lr_schedule != "constant" and args.rhos and args.rho_iterations != args.stages[-1]:
+        p.error(f"--lr-schedule {args.lr_schedule} with --rho-iterations {args.rho_iterations} below the last stage "
+                "would plot the iteration sweep's AVAE, a snapshot in mid-schedule, beside rho runs annealed at "
+                "--rho-iterations; use the last stage, or --rhos with no value")
     return args
 
 

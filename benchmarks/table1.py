@@ -39,8 +39,8 @@ from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_err
 from pythae_avae.evaluation import evaluate_robustness, fit_probes
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, default_device, post_train_avae_ss, radius_arg, train_for_iterations,
-                                 with_aux_noise_std)
+                                 build_model, default_device, epoch_budget, post_train_avae_ss, radius_arg,
+                                 train_for_iterations, with_aux_noise_std)
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
@@ -302,13 +302,17 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     table = summarize(args, results)
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
+    per_epoch, epochs = epoch_budget(args.iterations, len(train), args.batch_size)
+    rounding = "" if per_epoch * epochs == args.iterations else (
+        f" (rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps; "
+        f"AVAE-SS its budget in whole hundreds)")
     note = (
         f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
         f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}{aux_noise_std_note(args.aux_noise_std)}, "
-        f"{args.iterations} iterations, "
+        f"{args.iterations} iterations{rounding}, "
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
         f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
-        + (f"AutoAttack at eps {args.aa_eps} on the first {args.aa_n} of them (a subset that may be easier or "
+        + (f"AutoAttack at eps {args.aa_eps} on the first {min(args.aa_n, args.eval_n)} of them (a subset that may be easier or "
            f"harder than all {args.eval_n}: compare it with PGD on the same images, python -m "
            f"pythae_avae.evaluation --eval-n {args.aa_n}, not with the PGD columns). " if args.aa_n > 0
            else "No AutoAttack. ")

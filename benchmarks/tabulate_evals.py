@@ -11,8 +11,9 @@ script reads every such file (``table1.py``/``ablations.py`` layout, row ``<row>
 row ``<run>, <iterations> it.``) and prints accuracy (mean ± std over seeds) per row, task,
 attack and eps, as Markdown. ``fig5.py`` runs one seed per ``--output-dir``, so its seeds
 are combined by naming their folders; a row is combined only from runs made with the same
-settings (``settings.json`` or ``result.json``, seed aside), and a seed found twice stops the
-script instead of being counted twice.
+settings (``settings.json`` or ``result.json``, seed aside; runs that recorded none are not
+checked), and a seed found twice stops the script instead of being counted twice. A cell
+averaged over fewer seeds than its row's names them.
 """
 
 import argparse
@@ -59,11 +60,12 @@ def collect(folders):
                 parts = os.path.relpath(path, os.path.join(folder, "runs")).split(os.sep)
                 row = label(*parts)
                 recorded = settings_of(os.path.dirname(os.path.dirname(path)))
-                first = settings.setdefault(row, (recorded, path))
-                changed = named_differences(first[0], recorded, path) if first[0] and recorded else []
-                if changed:
-                    raise SystemExit(f"{row!r}: {first[1]} and {path} were made with other settings: "
-                                     f"{'; '.join(changed)}. Tabulate the folders of one setting together")
+                if recorded is not None:  # compared with the row's first run that recorded some
+                    first = settings.setdefault(row, (recorded, path))
+                    changed = named_differences(first[0], recorded, path)
+                    if changed:
+                        raise SystemExit(f"{row!r}: {first[1]} and {path} were made with other settings: "
+                                         f"{'; '.join(changed)}. Tabulate the folders of one setting together")
                 with open(path) as f:
                     cards = json.load(f)["cards"]
                 for card in cards:
@@ -82,14 +84,17 @@ def to_markdown(values):
     head = ["run"] + [f"{task} {'' if attack == 'pgd' else attack + ' '}{eps:g}" for task, attack, eps in columns]
     lines = ["| " + " | ".join(head + ["seeds"]) + " |", "|" + "---|" * (len(head) + 1)]
     for row in rows:
-        cells, seeds = [row], set()
-        for column in columns:
-            by_seed = values.get((row,) + column, {})
-            seeds |= set(by_seed)
+        by_column = [values.get((row,) + column, {}) for column in columns]
+        seeds = sorted(set().union(*by_column))
+        cells = [row]
+        for by_seed in by_column:
             v = list(by_seed.values())
-            cells.append("–" if not v else f"{v[0]:.1f}" if len(v) == 1
-                         else f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}")
-        lines.append("| " + " | ".join(cells + [",".join(map(str, sorted(seeds)))]) + " |")
+            cell = ("–" if not v else f"{v[0]:.1f}" if len(v) == 1
+                    else f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}")
+            if v and sorted(by_seed) != seeds:  # a cell of fewer seeds than its row says
+                cell += f" (seed{'s' if len(v) > 1 else ''} {','.join(map(str, sorted(by_seed)))})"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells + [",".join(map(str, seeds))]) + " |")
     return "\n".join(lines)
 
 

@@ -47,6 +47,8 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     table = (tmp_path / "results.md").read_text()
     assert "| VAE |" in table and "| AVAE-SS |" in table and "digit 0.1" in table
     assert f"This table: python benchmarks/table1.py {' '.join(argv)}" in table
+    # 3 iterations on 4,000 images at batch 64: the data-trained rows ran one epoch of 63 steps
+    assert "3 iterations (rows trained on images run whole epochs of 63 batches: 63 steps; AVAE-SS" in table
     capsys.readouterr()
 
     again = table1.main(argv)  # finished runs are read back, not retrained
@@ -272,10 +274,13 @@ def test_a_models_own_aux_noise_std_wins_over_the_commands():
 
 
 def test_ablation_x3_rows_follow_iterations(benchmarks):
-    _, _, ablations = benchmarks
+    table1, _, ablations = benchmarks
     rows = ablations.variants_for(["--iterations", "10"])
     assert rows["AVAE x3 iterations"][1]["iterations"] == 30
     assert rows["AVAE noisy x~ x3 iterations"][1] == {"aux_noise": True, "iterations": 30}
+    for argv, budget in ((["--iterations=10"], 10), (["--preset", "cpu"], table1.PRESETS["cpu"]["iterations"]),
+                         (["--preset", "cpu", "--iterations", "7"], 7), ([], 20000)):
+        assert ablations.variants_for(argv)["AVAE x3 iterations"][1]["iterations"] == 3 * budget, argv
     assert rows["AVAE"][1] == {"aux_noise": False}
 
 
@@ -301,7 +306,7 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
     tabulate_evals.main([str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "| run | digit 0 | digit 0.1 | digit autoattack 0.1 | seeds |"
-    assert lines[2] == "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 | 35.0 | 0,1 |"
+    assert lines[2] == "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 | 35.0 (seed 0) | 0,1 |"  # AutoAttack: seed 0 only
     with pytest.raises(SystemExit, match="no runs"):
         tabulate_evals.main([str(tmp_path / "empty")])
 
@@ -322,6 +327,10 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
         tabulate_evals.main([folders[0], shutil.copytree(folders[0], str(tmp_path / "f0 again"))])
     with pytest.raises(SystemExit, match=r"other settings: config=\{'rho': 0.975\}.*\{'rho': 0.9\}"):
         tabulate_evals.main([folders[0], fig5_folder("f3", 3, {9000: 60.0}, rho=0.9)])
+    unrecorded = fig5_folder("f4", 4, {9000: 65.0})
+    os.remove(os.path.join(unrecorded, "runs", "AVAE", "settings.json"))
+    with pytest.raises(SystemExit, match=r"other settings"):  # a first run without settings checks nothing
+        tabulate_evals.main([unrecorded, folders[0], str(tmp_path / "f3")])
 
 
 @pytest.fixture(scope="module")
@@ -379,12 +388,14 @@ def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):
 
 def test_fig5_cosine_schedule_spans_the_last_stage_and_is_recorded(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
-    # 100 images, batch 50: 2 steps per epoch; stages of 1 and 2 epochs, the rho sweep at the first
-    argv = ["--models", "AVAE", "--stages", "2", "4", "--rhos", "0.9", "--rho-iterations", "2", "--train-n", "100",
+    # 100 images, batch 50: 2 steps per epoch; stages of 1 and 2 epochs, the rho sweep at the last
+    argv = ["--models", "AVAE", "--stages", "2", "4", "--rhos", "0.9", "--train-n", "100",
             "--batch-size", "50", "--latent-dim", "4", *FIG5_TINY, "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit):  # the sweep's AVAE at stage 2 would be mid-schedule, rho=0.9 annealed
+        fig5.parse_args([*argv, "--lr-schedule", "cosine", "--rho-iterations", "2"])
     fig5.main([*argv, "--lr-schedule", "cosine"])
     runs = tmp_path / "runs"
-    for run, epochs in (("AVAE", 2), ("AVAE rho=0.9", 1)):
+    for run, epochs in (("AVAE", 2), ("AVAE rho=0.9", 2)):
         assert json.loads((runs / run / "settings.json").read_text())["lr_schedule"] == "cosine"
         saved = torch.load(os.path.join(latest_checkpoint(str(runs / run / "pythae")), "trainer_state.pt"),
                            weights_only=True)

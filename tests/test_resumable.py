@@ -249,6 +249,19 @@ def test_step_seeds_of_different_ranks_never_meet():
     assert _step_seed(0, 0, 5) == _step_seed(0, -1, 5) == 5  # one process: the formula runs were made with
 
 
+def test_building_the_trainer_leaves_batchnorm_statistics_alone(tmp_path):
+    from pythae.data.datasets import BaseDataset
+
+    from pythae_avae.trainers import ResumableTrainer
+
+    torch.manual_seed(0)
+    model = build_model("AVAE", "colormnist-conv", latent_dim=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = ResumableTrainerConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, no_cuda=True)
+    ResumableTrainer(model, BaseDataset(DATA, torch.zeros(len(DATA))), training_config=config)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # running_mean included
+
+
 def test_a_moved_run_folder_continues_in_its_new_place(tmp_path):
     run(tmp_path / "old", iterations=2)
     os.rename(tmp_path / "old", tmp_path / "new")

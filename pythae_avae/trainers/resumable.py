@@ -207,8 +207,13 @@ class ResumableTrainer(BaseTrainer):
         if eval_dataset is None:
             training_config.keep_best_on_train = True
         self.callbacks = callbacks
+        # Pythae's check is a training-mode forward: it would move BatchNorm's running
+        # statistics, making a fresh run's start depend on the data's state (e.g. colours)
+        buffers = [b.clone() for b in model.buffers()]
         with torch.no_grad():
             self._run_model_sanity_check(model, self._epoch_batches(1, 0))
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
         if self.distributed:
             model = DistributedDataParallel(model, device_ids=[self.device.index] if use_cuda else None)
         self.model = model

@@ -177,6 +177,11 @@ def steps_done(out) -> int:
 
 
 def load_or_train(args, row, seed, data, trained):
+    out = run_dir(args, row, seed)
+    if os.path.isfile(os.path.join(out, "result.json")) and latest_checkpoint(os.path.join(out, "pythae")) is None:
+        print(f"note: {row} seed {seed} is tabulated, but its checkpoint is not in {out} (checkpoints are not "
+              "committed): training it again for the rows built on it, a model that may differ from the "
+              "tabulated one")
     model, _ = train_row(args, row, seed, data, trained)
     trained[(row, seed)] = model
     return model

@@ -55,6 +55,11 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("skip ") == 2
     assert again["VAE"][0]["evaluation"] == results["VAE"][0]["evaluation"]
+    # a fresh clone holds result.json but no checkpoint: AVAE-SS's VAE is trained again, and said so
+    shutil.rmtree(tmp_path / "runs" / "VAE" / "seed0" / "pythae")
+    shutil.rmtree(tmp_path / "runs" / "AVAE-SS" / "seed0")
+    table1.main(TINY + ["--rows", "AVAE-SS", "--seeds", "0", "--output-dir", str(tmp_path)])
+    assert "note: VAE seed 0 is tabulated, but its checkpoint is not in" in capsys.readouterr().out
 
     # another observation variance in the same folder is refused, not tabulated as this one
     with pytest.raises(SystemExit, match=r"VAE.*config=\{'obs_var': 0.5\} \(this command: \{'obs_var': 0.1\}\)"):

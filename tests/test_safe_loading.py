@@ -117,6 +117,58 @@ def test_opting_in_really_unpickles(pickled_folder, monkeypatch):
     assert marker.exists()
 
 
+def test_a_folder_naming_a_pythae_model_is_refused_too_when_pickles_are_refused(pickled_folder, monkeypatch):
+    # the config's name decides who loads the folder: one that names a Pythae model went to
+    # Pythae's loader, which unpickles without asking, whatever allow_pickle said
+    from pythae_avae.evaluation.__main__ import load_model as cli_load_model
+
+    folder, marker = pickled_folder
+    config = json.loads((folder / "model_config.json").read_text())
+    (folder / "model_config.json").write_text(json.dumps({**config, "name": "VAEConfig"}))
+    monkeypatch.delenv(ALLOW_PICKLE_ENV, raising=False)
+    for load in (lambda: AutoModel.load_from_folder(str(folder), allow_pickle=False),
+                 lambda: cli_load_model(str(folder), allow_pickle=False)):  # the CLI without --allow-pickle
+        with pytest.raises(PickleRefusedError, match=r"\['decoder.pkl', 'encoder.pkl'\]"):
+            load()
+        assert not marker.exists()
+    with pytest.raises(Exception):  # unset: Pythae's own models load Pythae's way, as without this package
+        AutoModel.load_from_folder(str(folder))
+    assert marker.exists()
+
+
+def test_saving_over_a_folder_removes_the_other_layouts_files(tmp_path):
+    class Mine(ColorMNISTConvEncoder):
+        def forward(self, x):  # a user's own behaviour: must not be rebuilt as the parent class
+            return super().forward(1 - x)
+
+    config = AVAEConfig(input_dim=(3, 28, 28), latent_dim=4)
+    AVAE(config, ColorMNISTConvEncoder(4), ColorMNISTConvDecoder(4)).save(str(tmp_path))
+    theirs = AVAE(config, Mine(4), ColorMNISTConvDecoder(4))
+    theirs.save(str(tmp_path))
+    assert "architecture.json" not in os.listdir(tmp_path)
+    assert type(AVAE.load_from_folder(str(tmp_path), allow_pickle=True).encoder) is Mine
+    AVAE(config, ColorMNISTConvEncoder(4), ColorMNISTConvDecoder(4)).save(str(tmp_path))
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".pkl")]
+
+
+def test_a_class_refuses_another_models_folder(tmp_path):
+    from pythae_avae import GaussianVAE
+
+    class MyAVAE(AVAE):
+        pass
+
+    torch.manual_seed(0)
+    build_model("AVAE", "colormnist-conv", latent_dim=4).save(str(tmp_path / "avae"))
+    AVAE_SS.from_pretrained(build_model("VAE", "colormnist-conv", latent_dim=4)).save(str(tmp_path / "ss"))
+    with pytest.raises(ValueError, match=r"holds a AVAE \(config AVAEConfig\), not a GaussianVAE: load it with "
+                                         r"AVAE.load_from_folder or AutoModel.load_from_folder"):
+        GaussianVAE.load_from_folder(str(tmp_path / "avae"))  # it would train without the AVAE terms
+    with pytest.raises(ValueError, match=r"holds a AVAE_SS .*not a AVAE"):
+        AVAE.load_from_folder(str(tmp_path / "ss"))  # its decoder would be trainable again
+    assert type(MyAVAE.load_from_folder(str(tmp_path / "avae"))) is MyAVAE  # a user's subclass: its parent's
+    assert type(AutoModel.load_from_folder(str(tmp_path / "ss"))) is AVAE_SS
+
+
 def test_weights_are_read_weights_only(tmp_path):
     build_model("VAE", "colormnist-mlp", latent_dim=4).save(str(tmp_path))
     marker = tmp_path / "code_ran"

@@ -14,12 +14,13 @@ name. Two layers fix that:
 
 import json
 import os
-from typing import Dict, NamedTuple, Type
+from typing import Dict, NamedTuple, Optional, Type
 
 from pythae.models import AutoModel
 from pythae.models.auto_model import AutoConfig
 
-from .serialization import load_model, net_specs, read_weights, save_model
+from .serialization import (ARCHITECTURE_FILE, PARTS, check_no_pickles, load_model, net_specs, read_weights,
+                            save_model)
 
 
 class RegisteredModel(NamedTuple):
@@ -96,40 +97,61 @@ class PluginLoadMixin:
 
     def save(self, dir_path: str):
         """Pythae's folder layout (``model_config.json``, ``model.pt``, ``environment.json``);
-        this package's nets go to ``architecture.json`` (name + arguments), not to pickles."""
+        this package's nets go to ``architecture.json`` (name + arguments), not to pickles.
+        The other layout's files are removed: a folder saved over must not rebuild old nets."""
         if all(net_specs(self).values()):
             save_model(self, dir_path)
+            stale = [f"{part}.pkl" for part in PARTS]
         else:  # a user's own net: only a pickle can hold it (Pythae's way)
             super().save(dir_path)
+            stale = [ARCHITECTURE_FILE]
+        for name in stale:
+            if os.path.isfile(os.path.join(dir_path, name)):
+                os.remove(os.path.join(dir_path, name))
 
     @classmethod
     def load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
-        """Loads a saved model. Folders holding ``*.pkl`` files (a user's own nets, saved the
-        Pythae way) are refused unless ``allow_pickle=True`` or ``PYTHAE_AVAE_ALLOW_PICKLE=1``:
-        unpickling runs code from the folder."""
+        """Loads a saved model of this class. Folders holding ``*.pkl`` files (a user's own
+        nets, saved the Pythae way) are refused unless ``allow_pickle=True`` or
+        ``PYTHAE_AVAE_ALLOW_PICKLE=1``: unpickling runs code from the folder. Another model's
+        folder is refused (``AutoModel.load_from_folder`` loads any)."""
+        name, expected = read_config_name(dir_path), _config_cls_of(cls)
+        if expected is not None and name != expected.__name__:
+            saved = MODEL_REGISTRY[name].model_cls.__name__ if name in MODEL_REGISTRY else name
+            raise ValueError(f"{dir_path!r} holds a {saved} (config {name}), not a {cls.__name__}: load it with "
+                             f"{saved}.load_from_folder or AutoModel.load_from_folder")
         return load_model(cls, dir_path, allow_pickle)
 
 
-def load_any_model(dir_path: str, allow_pickle: bool = False):
+def _config_cls_of(model_cls) -> Optional[type]:
+    """The registered config class of ``model_cls`` or of its nearest registered ancestor."""
+    by_model = {entry.model_cls: entry.config_cls for entry in MODEL_REGISTRY.values()}
+    return next((by_model[c] for c in model_cls.__mro__ if c in by_model), None)
+
+
+def load_any_model(dir_path: str, allow_pickle: Optional[bool] = None):
     """Loads a saved model folder: this package's models through the registry, Pythae's own
     through Pythae's ``AutoModel`` (hooked or not).
 
     Args:
         dir_path: a folder written by ``model.save()``.
-        allow_pickle: for this package's models, load a folder holding ``*.pkl`` files (a
-            user's own nets). Unpickling executes code from the folder: opt in only for folders
-            you trust. ``PYTHAE_AVAE_ALLOW_PICKLE=1`` does the same for code that cannot pass
-            the keyword. Pythae's own models are loaded Pythae's way, unchanged (Pythae
-            unpickles their custom nets without asking); ``allow_pickle`` does not apply.
+        allow_pickle: load a folder holding ``*.pkl`` files (a user's own nets). Unpickling
+            executes code from the folder: opt in only for folders you trust.
+            ``PYTHAE_AVAE_ALLOW_PICKLE=1`` does the same for code that cannot pass the keyword.
+            Unset (None), this package's models refuse pickles and Pythae's own are loaded
+            Pythae's way (it unpickles their custom nets without asking); ``False`` refuses
+            pickles for every folder, whatever model its config names.
     """
     name = read_config_name(dir_path)
     if name in MODEL_REGISTRY:
-        return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path, allow_pickle=allow_pickle)
+        return MODEL_REGISTRY[name].model_cls.load_from_folder(dir_path, allow_pickle=bool(allow_pickle))
+    if allow_pickle is not None:  # an explicit choice holds for Pythae's models too
+        check_no_pickles(dir_path, allow_pickle)
     original = _ORIGINALS.get("AutoModel.load_from_folder", AutoModel.__dict__["load_from_folder"])
     return original.__func__(AutoModel, dir_path)
 
 
-def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: bool = False):
+def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: Optional[bool] = None):
     """``AutoModel.load_from_folder`` once :func:`register_with_pythae` has run: see
     :func:`load_any_model`."""
     return load_any_model(dir_path, allow_pickle)

@@ -16,6 +16,7 @@ from typing import Dict, Optional
 
 import torch
 
+from .evaluation.features import check_images
 from .validation import check_int
 
 
@@ -49,7 +50,8 @@ def autoencoding_consistency(
     encoder, decoder = _encoder_decoder(model)
     modules = (encoder, decoder)
     was_training = [m.training for m in modules]
-    device = device or next(encoder.parameters()).device
+    home = next(encoder.parameters()).device
+    device = device or home
     latent_dim = getattr(getattr(model, "model_config", None), "latent_dim", None)
     if latent_dim is None:
         raise TypeError("model.model_config.latent_dim is needed to draw prior samples")
@@ -57,7 +59,7 @@ def autoencoding_consistency(
     zs, zps, drift = [], [], torch.zeros(chain_steps + 1)
     try:
         for m in modules:
-            m.eval()
+            m.eval().to(device)
         for start in range(0, n_samples, batch_size):
             z = torch.randn(min(batch_size, n_samples - start), latent_dim, generator=gen)
             z = z.to(device)
@@ -71,7 +73,7 @@ def autoencoding_consistency(
                 drift[t] += (mu - mu0).norm(dim=1).sum().cpu()
     finally:
         for m, mode in zip(modules, was_training):
-            m.train(mode)
+            m.train(mode).to(home)
     z, z_prime = torch.cat(zs).double(), torch.cat(zps).double()
     slope = float((z * z_prime).sum() / (z * z).sum())
     active = z_prime.std(dim=0) > 0.1
@@ -106,18 +108,19 @@ def reconstruction_error(model, images, batch_size: int = 500, device: Optional[
     encoder, decoder = _encoder_decoder(model)
     modules = (encoder, decoder)
     was_training = [m.training for m in modules]
-    device = device or next(encoder.parameters()).device
-    images = torch.as_tensor(images, dtype=torch.float32)
+    home = next(encoder.parameters()).device
+    device = device or home
+    images = check_images(images, "images")
     total = 0.0
     try:
         for m in modules:
-            m.eval()
+            m.eval().to(device)
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(device)
             recon = decoder(encoder(x).embedding)["reconstruction"]
             total += float((recon - x).pow(2).sum())
     finally:
         for m, mode in zip(modules, was_training):
-            m.train(mode)
+            m.train(mode).to(home)
     n_pixels = images[0].numel()
     return {"sse_per_image": total / len(images), "mse_per_pixel": total / len(images) / n_pixels}

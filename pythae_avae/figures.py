@@ -11,6 +11,8 @@ from typing import Dict, Iterable, List, Mapping, Optional
 import numpy as np
 import torch
 
+from .evaluation.features import check_images
+
 
 def _pyplot():
     import matplotlib
@@ -29,7 +31,7 @@ def encode_decode_chain(model, images: torch.Tensor, steps: int = 8) -> torch.Te
     model.eval()
     try:
         device = next(model.encoder.parameters()).device
-        x = torch.as_tensor(images, dtype=torch.float32).to(device)
+        x = check_images(images, "images").to(device)
         chain = [x.cpu()]
         for _ in range(steps):
             x = model.decoder(model.encoder(x).embedding)["reconstruction"]
@@ -53,7 +55,8 @@ def plot_chains(models: Mapping[str, object], images, path: str, steps: int = 8)
             for t in range(steps + 1):
                 ax = axes[b * n_images + i, t]
                 img = chain[t, i].permute(1, 2, 0).numpy()
-                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap="gray")
+                # pixels are in [0, 1]: grey images too are drawn on that scale, not auto-contrasted
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if t == 0 and i == 0:

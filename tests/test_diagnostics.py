@@ -56,3 +56,5 @@ def test_reconstruction_error_of_a_known_decoder():
     stats = reconstruction_error(model, x, batch_size=3)
     assert stats["sse_per_image"] == pytest.approx(float(expected), rel=1e-5)
     assert stats["mse_per_pixel"] == pytest.approx(float(expected) / 4, rel=1e-5)
+    with pytest.raises(ValueError, match=r"images must hold pixels in \[0, 1\], got values in \[255, 255\]"):
+        reconstruction_error(model, torch.full((2, 1, 2, 2), 255.0))  # 0-255 images: refused, not scored

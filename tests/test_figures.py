@@ -15,6 +15,8 @@ def test_chain_starts_at_the_images_and_follows_g_mu():
     with torch.no_grad():
         step2 = model.decoder(model.encoder(chain[1]).embedding)["reconstruction"]
     assert torch.allclose(chain[2], step2)
+    with pytest.raises(ValueError, match=r"images must hold pixels in \[0, 1\]"):
+        encode_decode_chain(model, x * 255, steps=1)
 
 
 def test_png_files_are_written(tmp_path):

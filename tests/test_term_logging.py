@@ -87,3 +87,34 @@ def test_models_without_meter_are_left_alone(tmp_path):
 def test_pipeline_requires_data_for_ordinary_trainers(tmp_path):
     with pytest.raises(ValueError, match="train_data"):
         TrainingPipeline(small_avae(), config(tmp_path))()
+
+
+class StopAfter(TrainingCallback):
+    def __init__(self, step):
+        self.step, self.seen = step, 0
+
+    def on_train_step_end(self, training_config, **kwargs):
+        self.seen += 1
+        if self.seen == self.step:
+            raise KeyboardInterrupt  # the trainer saves the step on its way out
+
+
+def test_an_epoch_resumed_in_its_middle_logs_the_uninterrupted_terms(tmp_path):
+    from pythae_avae.trainers import ResumableTrainerConfig
+
+    def run(out, callbacks):
+        torch.manual_seed(0)
+        cfg = ResumableTrainerConfig(output_dir=str(out), num_epochs=2, per_device_train_batch_size=8, no_cuda=True,
+                                     learning_rate=1e-3, seed=0, checkpoint_every=100)
+        TrainingPipeline(small_avae(), cfg)(data(32), callbacks=callbacks)
+
+    whole, resumed = Recorder(), Recorder()
+    run(tmp_path / "whole", [whole])
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", [StopAfter(3)])  # step 3 of epoch 1's 4
+    run(tmp_path / "cut", [resumed])
+    assert len(resumed.logs) == len(whole.logs) == 2
+    for got, expected in zip(resumed.logs, whole.logs):
+        for term in TERMS:  # epoch 1's means include the 3 steps trained before the stop
+            assert got[f"train_epoch_{term}"] == pytest.approx(expected[f"train_epoch_{term}"], rel=1e-5), term
+        assert sum(got[f"train_epoch_{t}"] for t in TERMS) == pytest.approx(got["train_epoch_loss"], rel=1e-4)

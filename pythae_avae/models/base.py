@@ -65,6 +65,15 @@ class TermMeter:
             sums[name] = value if name not in sums else sums[name] + value
         self._counts[phase] += 1
 
+    def state(self) -> dict:
+        """Sums (as floats) and counts, for a checkpoint taken inside an epoch."""
+        return {"sums": {phase: {k: float(v) for k, v in sums.items()} for phase, sums in self._sums.items()},
+                "counts": dict(self._counts)}
+
+    def load_state(self, state: dict):
+        self._sums = {phase: {k: torch.tensor(v) for k, v in sums.items()} for phase, sums in state["sums"].items()}
+        self._counts = dict(state["counts"])
+
     def means(self) -> Dict[str, float]:
         """``{"train_epoch_<term>": mean, "eval_epoch_<term>": mean}`` over recorded batches."""
         out = {}

@@ -275,6 +275,7 @@ class ResumableTrainer(BaseTrainer):
             "global_batch_size": self.global_batch_size, "model_name": self.model_name,
             "num_epochs": self.training_config.num_epochs,
             "settings": self._resume_settings(),
+            "term_meter": self._term_meter().state() if self._term_meter() is not None else None,
         }, os.path.join(tmp, TRAINER_STATE))
         if os.path.isdir(path):
             shutil.rmtree(old, ignore_errors=True)
@@ -282,6 +283,9 @@ class ResumableTrainer(BaseTrainer):
         os.rename(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
         self.last_checkpoint_step = global_step
+
+    def _term_meter(self):
+        return getattr(unwrap_model(self.model), "term_meter", None)
 
     def _resume_settings(self) -> dict:
         """What must not change between a checkpoint and the run that resumes it: the model's
@@ -399,6 +403,9 @@ class ResumableTrainer(BaseTrainer):
                 while epoch <= cfg.num_epochs:
                     self.callback_handler.on_epoch_begin(training_config=cfg, epoch=epoch,
                                                          train_loader=self.train_loader, eval_loader=self.eval_loader)
+                    if start and state and state.get("term_meter") and self._term_meter() is not None:
+                        # the resumed epoch's terms so far (the callback has just reset the meter)
+                        self._term_meter().load_state(state["term_meter"])
                     self.callback_handler.on_train_step_begin(training_config=cfg, train_loader=self.train_loader,
                                                               epoch=epoch, rank=self.rank)
                     self.model.train()

@@ -24,6 +24,15 @@ def test_tiny_run_writes_table_json_and_figures(tmp_path):
         assert name in table
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["args"]["iterations"] == 10 and "AVAE" in saved["consistency"]
+    # the printed table is the saved rows: each cell is its row's accuracy
+    header = next(line for line in table.splitlines() if line.startswith("| model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:-1]  # task eps, without the majority
+    for name in ("VAE", "AVAE", "AVAE-SS"):
+        cells = next(line for line in table.splitlines() if line.startswith(f"| {name} |")).strip("|").split("|")
+        for column, cell in zip(columns, cells[1:]):
+            task, eps = column.split()
+            (row,) = [r for r in saved["rows"][name] if r["task"] == task and r["eps"] == float(eps)]
+            assert cell.strip() == f"{row['accuracy']:.1f}", (name, column)
     for name in ("fig1_chains.png", "fig5_digit_accuracy_vs_eps.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     assert (tmp_path / "eval" / "AVAE" / "robustness.json").exists()

@@ -196,3 +196,44 @@ def test_missing_model_config(registered, avae_folder):
 def test_missing_folder(registered, tmp_path):
     with pytest.raises(FileNotFoundError):
         AutoModel.load_from_folder(str(tmp_path / "nope"))
+
+
+def test_models_pushed_to_the_hub_load_back(tmp_path, monkeypatch):
+    # push_to_hf_hub uploads what save() writes; Pythae's loader fetched no architecture.json
+    import shutil
+
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from pythae_avae.models.serialization import PickleRefusedError
+    from pythae_avae.nets import ColorMNISTConvDecoder, ColorMNISTConvEncoder
+    from pythae_avae.recipes import build_model
+
+    repos = {"me/wide": tmp_path / "wide", "me/own": tmp_path / "own"}
+    torch.manual_seed(0)
+    wide = build_model("AVAE", "colormnist-conv-wideenc", latent_dim=4)
+    wide.save(str(repos["me/wide"]))
+
+    class Mine(ColorMNISTConvEncoder):
+        pass
+
+    AVAE(AVAEConfig(input_dim=(3, 28, 28), latent_dim=4), Mine(4), ColorMNISTConvDecoder(4)).save(str(repos["me/own"]))
+    fetched = []
+
+    def fake_download(repo_id, filename, **kwargs):  # the hub's cache: one folder per repository
+        source, cache = repos[repo_id] / filename, tmp_path / "cache" / repo_id.replace("/", "--")
+        if not source.exists():
+            raise EntryNotFoundError(f"{filename} not in {repo_id}")
+        cache.mkdir(parents=True, exist_ok=True)
+        fetched.append(filename)
+        return shutil.copy(source, cache / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    for load in (AVAE.load_from_hf_hub, AutoModel.load_from_hf_hub):
+        model = load("me/wide")
+        assert type(model) is AVAE and model.encoder.net_spec == wide.encoder.net_spec
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), wide.state_dict().values()))
+    fetched.clear()
+    with pytest.raises(PickleRefusedError, match="encoder.pkl"):  # a user's own nets: refused, never fetched
+        AVAE.load_from_hf_hub("me/own")
+    assert not any(name.endswith(".pkl") for name in fetched)

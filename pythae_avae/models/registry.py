@@ -19,8 +19,8 @@ from typing import Dict, NamedTuple, Optional, Type
 from pythae.models import AutoModel
 from pythae.models.auto_model import AutoConfig
 
-from .serialization import (ARCHITECTURE_FILE, PARTS, check_no_pickles, load_model, net_specs, read_weights,
-                            save_model)
+from .serialization import (ARCHITECTURE_FILE, PARTS, PickleRefusedError, check_no_pickles, load_model, net_specs,
+                            pickle_allowed, read_weights, save_model)
 
 
 class RegisteredModel(NamedTuple):
@@ -122,6 +122,38 @@ class PluginLoadMixin:
                              f"{saved}.load_from_folder or AutoModel.load_from_folder")
         return load_model(cls, dir_path, allow_pickle)
 
+    @classmethod
+    def load_from_hf_hub(cls, hf_hub_path: str, allow_pickle: bool = False):
+        """Loads a model pushed with ``push_to_hf_hub`` (Pythae's own method ignores
+        ``architecture.json`` and so cannot rebuild this package's nets)."""
+        return cls.load_from_folder(_hf_hub_folder(hf_hub_path, allow_pickle), allow_pickle=allow_pickle)
+
+
+def _hf_hub_folder(hf_hub_path: str, allow_pickle: bool) -> str:
+    """Downloads a model pushed with ``push_to_hf_hub`` (which saves it with :meth:`save`) into
+    the hub's cache; returns the local folder. The nets come from ``architecture.json``, or
+    from pickles only when ``allow_pickle`` (they run code: refused otherwise)."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+    except ImportError as err:
+        raise ModuleNotFoundError("loading from the Hugging Face hub needs `pip install huggingface_hub`") from err
+    folder = os.path.dirname(hf_hub_download(repo_id=hf_hub_path, filename="model_config.json"))
+    hf_hub_download(repo_id=hf_hub_path, filename="model.pt")
+    try:
+        hf_hub_download(repo_id=hf_hub_path, filename=ARCHITECTURE_FILE)
+    except EntryNotFoundError:  # a user's own nets: Pythae's pickles
+        with open(os.path.join(folder, "model_config.json")) as f:
+            config = json.load(f)
+        parts = [part for part in PARTS if not config.get(f"uses_default_{part}", True)]
+        if parts and not pickle_allowed(allow_pickle):
+            raise PickleRefusedError(
+                f"{hf_hub_path!r} holds pickled nets ({', '.join(p + '.pkl' for p in parts)}): loading them runs "
+                "code from the repository. Pass allow_pickle=True only if you trust its author")
+        for part in parts:
+            hf_hub_download(repo_id=hf_hub_path, filename=f"{part}.pkl")
+    return folder
+
 
 def _config_cls_of(model_cls) -> Optional[type]:
     """The registered config class of ``model_cls`` or of its nearest registered ancestor."""
@@ -157,6 +189,17 @@ def _auto_model_load_from_folder(cls, dir_path: str, allow_pickle: Optional[bool
     return load_any_model(dir_path, allow_pickle)
 
 
+def _auto_model_load_from_hf_hub(cls, hf_hub_path: str, allow_pickle: bool = False):
+    """``AutoModel.load_from_hf_hub`` once :func:`register_with_pythae` has run: this package's
+    models through their own loader, Pythae's through Pythae's."""
+    from huggingface_hub import hf_hub_download
+
+    name = _config_name(hf_hub_download(repo_id=hf_hub_path, filename="model_config.json"))
+    if name in MODEL_REGISTRY:
+        return MODEL_REGISTRY[name].model_cls.load_from_hf_hub(hf_hub_path, allow_pickle=allow_pickle)
+    return _ORIGINALS["AutoModel.load_from_hf_hub"].__func__(cls, hf_hub_path, allow_pickle=allow_pickle)
+
+
 def _auto_config_from_json_file(cls, json_path: str):
     name = _config_name(json_path)
     if name in MODEL_REGISTRY:
@@ -166,6 +209,7 @@ def _auto_config_from_json_file(cls, json_path: str):
 
 _HOOKS = {
     "AutoModel.load_from_folder": (AutoModel, "load_from_folder", _auto_model_load_from_folder),
+    "AutoModel.load_from_hf_hub": (AutoModel, "load_from_hf_hub", _auto_model_load_from_hf_hub),
     "AutoConfig.from_json_file": (AutoConfig, "from_json_file", _auto_config_from_json_file),
 }
 

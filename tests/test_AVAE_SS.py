@@ -229,3 +229,19 @@ def test_pythaes_nll_is_refused_where_it_assumes_unit_variance():
     bernoulli = GaussianVAE(GaussianVAEConfig(input_dim=SHAPE, latent_dim=LATENT, reconstruction_loss="bce"),
                             *conv_nets())
     assert math.isfinite(bernoulli.eval().get_nll(images(4), n_samples=2, batch_size=2))  # Pythae's own
+
+
+def test_a_vae_on_pythaes_default_nets_post_trains_and_saves_without_pickles(tmp_path):
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(input_dim=SHAPE, latent_dim=LATENT))  # Pythae's default MLPs
+    model = AVAE_SS.from_pretrained(vae)
+    for part in ("encoder", "decoder"):
+        source, copy = getattr(vae, part).state_dict(), getattr(model, part).state_dict()
+        assert source.keys() == copy.keys() and all(torch.equal(source[k], copy[k]) for k in source)
+    assert all(not p.requires_grad for p in model.decoder.parameters())
+    model.save(str(tmp_path))
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".pkl")]
+    reloaded = AVAE_SS.load_from_folder(str(tmp_path))  # no allow_pickle needed
+    x = images(4)
+    model.eval(), reloaded.eval()
+    assert torch.equal(reloaded.encoder(x).embedding, model.encoder(x).embedding)

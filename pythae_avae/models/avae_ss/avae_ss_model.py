@@ -104,11 +104,17 @@ class AVAE_SS(AVAE):
         if not isinstance(source, AVAEFamilyConfig) and fields.get("reconstruction_loss") == "mse":
             fields["obs_var"] = 1.0  # Pythae 0.1.2's "mse" is SSE/2 per example
         fields.update(config_fields)
-        return cls(
+        # Pythae's default nets are rebuilt from the config (then given the weights): passed as
+        # copies they would count as a user's own nets, saved only as pickles
+        default = {part: bool(getattr(source, f"uses_default_{part}", False)) for part in ("encoder", "decoder")}
+        model = cls(
             AVAE_SS_Config(**fields),
-            encoder=deepcopy(pretrained.encoder),
-            decoder=deepcopy(pretrained.decoder),
+            encoder=None if default["encoder"] else deepcopy(pretrained.encoder),
+            decoder=None if default["decoder"] else deepcopy(pretrained.decoder),
         )
+        for part in (p for p, is_default in default.items() if is_default):
+            getattr(model, part).load_state_dict(getattr(pretrained, part).state_dict())
+        return model
 
     # ---- data-free inputs -----------------------------------------------------------------
     @staticmethod

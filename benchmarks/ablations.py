@@ -14,6 +14,7 @@ import sys
 
 from table1 import main, parse_args
 
+OUTPUT_DIR = "benchmarks/results/ablations"
 VARIANTS = {
     "VAE": ("VAE", {}),
     "AVAE": ("AVAE", {"aux_noise": False}),
@@ -50,7 +51,7 @@ VARIANTS = {
 def variants_for(argv):
     """Resolves the x3-iterations variants from the command's budget, as its parser reads it
     (``--iterations N``, ``--iterations=N``, ``--preset``; default 20000)."""
-    iterations = parse_args(argv, VARIANTS).iterations
+    iterations = parse_args(argv, VARIANTS, __doc__, OUTPUT_DIR, None).iterations
     return {
         name: (model, {k: (3 * iterations if k == "iterations" else v) for k, v in fields.items()})
         for name, (model, fields) in VARIANTS.items()
@@ -60,5 +61,5 @@ def variants_for(argv):
 if __name__ == "__main__":
     argv = sys.argv[1:]
     main(argv, rows=variants_for(argv), title="AVAE ablations (colorMNIST)", doc=__doc__,
-         output_dir="benchmarks/results/ablations", aux_noise_std=None,
+         output_dir=OUTPUT_DIR, aux_noise_std=None,
          script="benchmarks/ablations.py")

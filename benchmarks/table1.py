@@ -25,6 +25,7 @@ and the test reconstruction error of g(mu(x)). Results: ``results.json`` and ``r
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -308,9 +309,13 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
     per_epoch, epochs = epoch_budget(args.iterations, len(train), args.batch_size)
-    rounding = "" if per_epoch * epochs == args.iterations else (
-        f" (rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps; "
-        f"AVAE-SS its budget in whole hundreds)")
+    ss_epoch = min(100, args.iterations)  # post_train_avae_ss's epochs
+    ss_steps = math.ceil(args.iterations / ss_epoch) * ss_epoch
+    rounding = ", ".join(
+        [f"rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps"]
+        * (per_epoch * epochs != args.iterations)
+        + [f"AVAE-SS whole epochs of {ss_epoch}: {ss_steps:,} steps"] * ("AVAE-SS" in args.rows and ss_steps != args.iterations))
+    rounding = f" ({rounding})" if rounding else ""
     note = (
         f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
         f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}{aux_noise_std_note(args.aux_noise_std)}, "

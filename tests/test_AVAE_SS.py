@@ -245,3 +245,8 @@ def test_a_vae_on_pythaes_default_nets_post_trains_and_saves_without_pickles(tmp
     x = images(4)
     model.eval(), reloaded.eval()
     assert torch.equal(reloaded.encoder(x).embedding, model.encoder(x).embedding)
+
+
+def test_default_nets_keep_the_pretrained_dtype():
+    model = AVAE_SS.from_pretrained(VAE(VAEConfig(input_dim=SHAPE, latent_dim=LATENT)).double())
+    assert {p.dtype for p in model.parameters()} == {torch.float64}

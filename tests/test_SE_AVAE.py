@@ -1,5 +1,8 @@
 """SE-AVAE: unit-weight sum of the VAE loss and both auxiliary branches (spec §9.16)."""
 
+import json
+import os
+
 import pytest
 import torch
 from _model_helpers import (
@@ -157,3 +160,30 @@ def test_trains_in_pythae_pipeline_and_reloads(tmp_path):
 
 def test_save_and_reload_with_both_loaders(tmp_path):
     assert_reloads_with_both_loaders(make(rho=0.9, se_eps=0.2, coupling="entropic_ot", aux_noise=True), tmp_path)
+
+
+def test_configs_and_checkpoints_written_before_se_batch_mean_the_delusion_layout(tmp_path):
+    # every SE-AVAE run before the field existed trained x~_s beside the delusion
+    from pythae_avae.recipes import train_for_iterations
+    from pythae_avae.trainers import latest_checkpoint
+
+    model = make(nets=mlp_nets, se_steps=1, se_batch="delusion")
+    model.save(str(tmp_path / "saved"))
+    path = tmp_path / "saved" / "model_config.json"
+    config = json.loads(path.read_text())
+    del config["se_batch"]
+    path.write_text(json.dumps(config))
+    assert SE_AVAE.load_from_folder(str(tmp_path / "saved")).model_config.se_batch == "delusion"
+
+    data = images(16)
+    train_for_iterations(make(nets=mlp_nets, se_steps=1, se_batch="delusion"), data, iterations=2, batch_size=8,
+                         output_dir=str(tmp_path / "run"), device="cpu", progress=False)
+    state_path = os.path.join(latest_checkpoint(str(tmp_path / "run" / "pythae")), "trainer_state.pt")
+    state = torch.load(state_path, weights_only=True)
+    del state["settings"]["model_config"]["se_batch"]
+    torch.save(state, state_path)
+    with pytest.raises(ValueError, match=r"model_config.se_batch='delusion' \(this run: 'data'\)"):
+        train_for_iterations(make(nets=mlp_nets, se_steps=1), data, iterations=4, batch_size=8,
+                             output_dir=str(tmp_path / "run"), device="cpu", progress=False)
+    train_for_iterations(make(nets=mlp_nets, se_steps=1, se_batch="delusion"), data, iterations=4, batch_size=8,
+                         output_dir=str(tmp_path / "run"), device="cpu", progress=False)  # resumes

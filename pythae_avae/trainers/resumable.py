@@ -302,10 +302,12 @@ class ResumableTrainer(BaseTrainer):
         return {"train_size": len(self.train_dataset)}
 
     def _config_defaults(self) -> dict:
-        """The model config's field defaults, as JSON values (the factory-made ones left out)."""
+        """What a config field missing from a checkpoint ran with, as JSON values: its default,
+        or the config's ``ABSENT_MEANS`` where older runs meant another value (the factory-made
+        defaults left out)."""
         config = unwrap_model(self.model).model_config
-        return json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(config)
-                                      if f.default is not dataclasses.MISSING}))
+        defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+        return json.loads(json.dumps({**defaults, **getattr(config, "ABSENT_MEANS", {})}))
 
     def _load_checkpoint(self, path: str) -> dict:
         state, weights = (_read_checkpoint_file(path, name) for name in (TRAINER_STATE, "model.pt"))

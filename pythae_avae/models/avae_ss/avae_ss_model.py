@@ -113,7 +113,8 @@ class AVAE_SS(AVAE):
             decoder=None if default["decoder"] else deepcopy(pretrained.decoder),
         )
         for part in (p for p, is_default in default.items() if is_default):
-            getattr(model, part).load_state_dict(getattr(pretrained, part).state_dict())
+            source_net = getattr(pretrained, part)  # its device and dtype too, as a copy would
+            getattr(model, part).to(next(source_net.parameters())).load_state_dict(source_net.state_dict())
         return model
 
     # ---- data-free inputs -----------------------------------------------------------------

@@ -30,3 +30,11 @@ class SE_AVAE_Config(SEConfig, AVAEConfig):
     """
 
     se_batch: Literal["data", "delusion"] = "data"
+
+    #: what a field missing from a config written before it existed meant: those runs trained
+    #: the delusion layout, not today's default (read by from_dict and by the trainer's resume check)
+    ABSENT_MEANS = {"se_batch": "delusion"}
+
+    @classmethod
+    def from_dict(cls, config_dict):
+        return super().from_dict({**cls.ABSENT_MEANS, **config_dict})

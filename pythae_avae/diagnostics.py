@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .evaluation.features import check_images
+from .evaluation.features import check_images, evaluated_on
 from .validation import check_int
 
 
@@ -48,18 +48,13 @@ def autoencoding_consistency(
     check_int(chain_steps, "chain_steps", minimum=0)
     check_int(batch_size, "batch_size")
     encoder, decoder = _encoder_decoder(model)
-    modules = (encoder, decoder)
-    was_training = [m.training for m in modules]
-    home = next(encoder.parameters()).device
-    device = device or home
+    device = device or next(encoder.parameters()).device
     latent_dim = getattr(getattr(model, "model_config", None), "latent_dim", None)
     if latent_dim is None:
         raise TypeError("model.model_config.latent_dim is needed to draw prior samples")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     zs, zps, drift = [], [], torch.zeros(chain_steps + 1)
-    try:
-        for m in modules:
-            m.eval().to(device)
+    with evaluated_on(device, encoder, decoder):
         for start in range(0, n_samples, batch_size):
             z = torch.randn(min(batch_size, n_samples - start), latent_dim, generator=gen)
             z = z.to(device)
@@ -71,9 +66,6 @@ def autoencoding_consistency(
             for t in range(1, chain_steps + 1):
                 mu = encoder(decoder(mu)["reconstruction"]).embedding
                 drift[t] += (mu - mu0).norm(dim=1).sum().cpu()
-    finally:
-        for m, mode in zip(modules, was_training):
-            m.train(mode).to(home)
     z, z_prime = torch.cat(zs).double(), torch.cat(zps).double()
     slope = float((z * z_prime).sum() / (z * z).sum())
     active = z_prime.std(dim=0) > 0.1
@@ -106,21 +98,13 @@ def reconstruction_error(model, images, batch_size: int = 500, device: Optional[
     errors (``sse_per_image``) and the per-pixel mean (``mse_per_pixel``).
     """
     encoder, decoder = _encoder_decoder(model)
-    modules = (encoder, decoder)
-    was_training = [m.training for m in modules]
-    home = next(encoder.parameters()).device
-    device = device or home
+    device = device or next(encoder.parameters()).device
     images = check_images(images, "images")
     total = 0.0
-    try:
-        for m in modules:
-            m.eval().to(device)
+    with evaluated_on(device, encoder, decoder):
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(device)
             recon = decoder(encoder(x).embedding)["reconstruction"]
             total += float((recon - x).pow(2).sum())
-    finally:
-        for m, mode in zip(modules, was_training):
-            m.train(mode).to(home)
     n_pixels = images[0].numel()
     return {"sse_per_image": total / len(images), "mse_per_pixel": total / len(images) / n_pixels}

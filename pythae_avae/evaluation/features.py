@@ -1,6 +1,8 @@
 """Frozen mean representations ``mu(x)`` of any Pythae encoder, computed in batches."""
 
-from typing import Optional
+import contextlib
+import itertools
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -38,6 +40,22 @@ def check_images(X, name: str = "X") -> torch.Tensor:
     return X
 
 
+@contextlib.contextmanager
+def evaluated_on(device, *modules: torch.nn.Module) -> Iterator[None]:
+    """Runs the block with ``modules`` moved to ``device`` and in :func:`attack_mode` (eval
+    mode, parameters out of autograd); puts back each one's device and submodule modes."""
+    # a module's device is that of its tensors; one without any has nothing to move back
+    homes = [next(itertools.chain(m.parameters(), m.buffers()), torch.empty(0)).device for m in modules]
+    try:
+        with contextlib.ExitStack() as stack:
+            for m in modules:
+                stack.enter_context(attack_mode(m.to(device)))
+            yield
+    finally:
+        for m, home in zip(modules, homes):
+            m.to(home)
+
+
 def embed(
     model_or_encoder,
     X,
@@ -52,12 +70,8 @@ def embed(
     encoder = as_encoder(model_or_encoder)
     X = check_images(X)
     device = default_device(device)
-    original_device = next(encoder.parameters()).device
     out = []
-    try:
-        with attack_mode(encoder.to(device)), torch.no_grad():
-            for start in tqdm(range(0, len(X), batch_size), desc="embedding", disable=not progress, leave=False):
-                out.append(encoder(X[start : start + batch_size].to(device)).embedding.float().cpu())
-    finally:
-        encoder.to(original_device)
+    with evaluated_on(device, encoder), torch.no_grad():
+        for start in tqdm(range(0, len(X), batch_size), desc="embedding", disable=not progress, leave=False):
+            out.append(encoder(X[start : start + batch_size].to(device)).embedding.float().cpu())
     return torch.cat(out).numpy()

@@ -25,7 +25,6 @@ and the test reconstruction error of g(mu(x)). Results: ``results.json`` and ``r
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -40,8 +39,8 @@ from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_err
 from pythae_avae.evaluation import evaluate_robustness, fit_probes
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, default_device, epoch_budget, post_train_avae_ss, radius_arg,
-                                 train_for_iterations, with_aux_noise_std)
+                                 build_model, data_free_budget, default_device, epoch_budget, post_train_avae_ss,
+                                 radius_arg, train_for_iterations, with_aux_noise_std)
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
@@ -309,13 +308,13 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
     per_epoch, epochs = epoch_budget(args.iterations, len(train), args.batch_size)
-    ss_epoch = min(100, args.iterations)  # post_train_avae_ss's epochs
-    ss_steps = math.ceil(args.iterations / ss_epoch) * ss_epoch
-    rounding = ", ".join(
-        [f"rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps"]
-        * (per_epoch * epochs != args.iterations)
-        + [f"AVAE-SS whole epochs of {ss_epoch}: {ss_steps:,} steps"] * ("AVAE-SS" in args.rows and ss_steps != args.iterations))
-    rounding = f" ({rounding})" if rounding else ""
+    ss_epoch, ss_steps = data_free_budget(args.iterations)
+    rounded = []
+    if per_epoch * epochs != args.iterations:
+        rounded.append(f"rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps")
+    if "AVAE-SS" in args.rows and ss_steps != args.iterations:
+        rounded.append(f"AVAE-SS whole epochs of {ss_epoch}: {ss_steps:,} steps")
+    rounding = f" ({', '.join(rounded)})" if rounded else ""
     note = (
         f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
         f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}{aux_noise_std_note(args.aux_noise_std)}, "

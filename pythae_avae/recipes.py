@@ -155,6 +155,13 @@ def epoch_budget(iterations: int, n_train: int, global_batch_size: int) -> Tuple
     return steps_per_epoch, max(1, math.ceil(iterations / steps_per_epoch))
 
 
+def data_free_budget(iterations: int, steps_per_epoch: int = 100) -> Tuple[int, int]:
+    """``(steps per epoch, steps)`` that :func:`post_train_avae_ss` runs for a budget of
+    ``iterations``: whole epochs of ``min(steps_per_epoch, iterations)`` steps."""
+    per_epoch = min(steps_per_epoch, iterations)
+    return per_epoch, math.ceil(iterations / per_epoch) * per_epoch
+
+
 def _constant_lr(epochs: int) -> dict:
     return {}
 
@@ -262,12 +269,12 @@ def post_train_avae_ss(
     from .trainers import DataFreeTrainerConfig
 
     check_int(iterations, "iterations", why="data-free steps")
-    steps_per_epoch = min(steps_per_epoch, iterations)
+    steps_per_epoch, num_steps = data_free_budget(iterations, steps_per_epoch)
     model = AVAE_SS.from_pretrained(pretrained, **(config or {}))
     device = training_device(device)
     training_config = DataFreeTrainerConfig(
         output_dir=os.path.join(output_dir, "pythae"),
-        num_steps=math.ceil(iterations / steps_per_epoch) * steps_per_epoch,
+        num_steps=num_steps,
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
         learning_rate=learning_rate,

@@ -267,6 +267,7 @@ class ResumableTrainer(BaseTrainer):
         path, tmp, old = (os.path.join(out, CHECKPOINT + s) for s in ("", ".tmp", ".old"))
         shutil.rmtree(tmp, ignore_errors=True)
         unwrap_model(self.model).save(tmp)
+        meter = self._term_meter()
         torch.save({
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -275,7 +276,7 @@ class ResumableTrainer(BaseTrainer):
             "global_batch_size": self.global_batch_size, "model_name": self.model_name,
             "num_epochs": self.training_config.num_epochs,
             "settings": self._resume_settings(),
-            "term_meter": self._term_meter().state() if self._term_meter() is not None else None,
+            "term_meter": meter.state() if meter is not None else None,
         }, os.path.join(tmp, TRAINER_STATE))
         if os.path.isdir(path):
             shutil.rmtree(old, ignore_errors=True)
@@ -405,9 +406,10 @@ class ResumableTrainer(BaseTrainer):
                 while epoch <= cfg.num_epochs:
                     self.callback_handler.on_epoch_begin(training_config=cfg, epoch=epoch,
                                                          train_loader=self.train_loader, eval_loader=self.eval_loader)
-                    if start and state and state.get("term_meter") and self._term_meter() is not None:
+                    meter = self._term_meter()
+                    if start and state and state.get("term_meter") and meter is not None:
                         # the resumed epoch's terms so far (the callback has just reset the meter)
-                        self._term_meter().load_state(state["term_meter"])
+                        meter.load_state(state["term_meter"])
                     self.callback_handler.on_train_step_begin(training_config=cfg, train_loader=self.train_loader,
                                                               epoch=epoch, rank=self.rank)
                     self.model.train()

@@ -114,8 +114,10 @@ def model_config(args, name, rho=None) -> dict:
     return with_aux_noise_std(name, config, args.aux_noise_std)
 
 
-def run_settings(args, name, config) -> dict:
-    """Everything a stage's numbers depend on but its budget; kept in ``<run>/settings.json``."""
+def run_settings(args, name, config, stages) -> dict:
+    """Everything a stage's numbers depend on but its budget; kept in ``<run>/settings.json``.
+    A schedule other than constant records its length, the last of ``stages``: the same stage
+    of a cosine run annealed over another length is another model."""
     return json.loads(json.dumps(dict(
         model=name, config=config, arch=args.arch, lr=args.lr, batch_size=args.batch_size,
         seed=args.seed, eps=args.eps, eval_n=args.eval_n, pgd_steps=args.pgd_steps,
@@ -123,7 +125,8 @@ def run_settings(args, name, config) -> dict:
         **({"train_n": args.train_n} if args.train_n is not None else {}),
         **({"latent_dim": args.latent_dim} if args.latent_dim != 64 else {}),
         **({"data": "full MNIST"} if args.mnist_root else {}),
-        **({"lr_schedule": args.lr_schedule} if args.lr_schedule != "constant" else {}),
+        **({"lr_schedule": args.lr_schedule, "schedule_iterations": stages[-1]}
+           if args.lr_schedule != "constant" else {}),
     )))
 
 
@@ -147,7 +150,7 @@ def staged_run(args, name, data, run_name, config, stages=None):
     rows of every stage."""
     stages = stages or args.stages
     out = os.path.join(args.output_dir, "runs", run_name)
-    check_settings(out, run_settings(args, name, config))
+    check_settings(out, run_settings(args, name, config, stages))
     rows = []
     for stage in stages:
         path = os.path.join(out, f"stage_{stage}.json")
@@ -226,7 +229,8 @@ def main(argv=None):
             + ("" if args.aux_batch_norm == "batch" else f", delusion BatchNorm mode {args.aux_batch_norm}")
             + (f", delusion terms warmed up over {args.warmup_epoch} epochs" if args.warmup_epoch else "")
             + f", Adam lr {args.lr}"
-            + ("" if args.lr_schedule == "constant" else f" ({args.lr_schedule} schedule)")
+            + ("" if args.lr_schedule == "constant"
+               else f" ({args.lr_schedule} schedule over {args.stages[-1]:,} iterations)")
             + f", batch {args.batch_size}, "
             f"seed {args.seed}; probe: logistic regression on mu(x); PGD-{args.pgd_steps} (CE and margin, "
             f"worst case) on {args.eval_n} test images; accuracy (%). Command: "

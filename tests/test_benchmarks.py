@@ -401,11 +401,16 @@ def test_fig5_cosine_schedule_spans_the_last_stage_and_is_recorded(benchmarks, t
     fig5.main([*argv, "--lr-schedule", "cosine"])
     runs = tmp_path / "runs"
     for run, epochs in (("AVAE", 2), ("AVAE rho=0.9", 2)):
-        assert json.loads((runs / run / "settings.json").read_text())["lr_schedule"] == "cosine"
+        settings = json.loads((runs / run / "settings.json").read_text())
+        assert (settings["lr_schedule"], settings["schedule_iterations"]) == ("cosine", 4)
         saved = torch.load(os.path.join(latest_checkpoint(str(runs / run / "pythae")), "trainer_state.pt"),
                            weights_only=True)
         assert saved["scheduler"]["T_max"] == epochs and saved["global_step"] == 2 * epochs
         assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
-    assert "Adam lr 0.001 (cosine schedule)," in (tmp_path / "results.md").read_text()
+    assert "Adam lr 0.001 (cosine schedule over 4 iterations)," in (tmp_path / "results.md").read_text()
     with pytest.raises(SystemExit, match=r"lr_schedule=.?cosine.? \(this command: None\)"):
         fig5.main(argv)
+    # stage 2 of a schedule annealed over 6 iterations is not the finished stage 2 of this one
+    longer = [*argv[:4], "6", *argv[5:]]  # --stages 2 6
+    with pytest.raises(SystemExit, match=r"schedule_iterations=4 \(this command: 6\)"):
+        fig5.main([*longer, "--lr-schedule", "cosine"])

@@ -36,6 +36,30 @@ def test_slope_recovers_a_known_transition():
     assert "slope" in format_consistency("toy", stats)
 
 
+class CollapsedEncoder(ScaledIdentityEncoder):
+    """``ScaledIdentityEncoder`` with dimensions ``dead`` collapsed to 0 (the decoder's input
+    there never reaches the code)."""
+
+    def __init__(self, scale, dead):
+        super().__init__(scale)
+        self.dead = dead
+
+    def forward(self, x):
+        out = super().forward(x)
+        out.embedding[:, self.dead] = 0.0
+        return out
+
+
+@pytest.mark.parametrize("dead, active", [([2, 3], 2), ([0, 1, 2, 3], 0)])
+def test_collapsed_dimensions_are_left_out_of_the_active_slope(dead, active):
+    # two of four dimensions collapsed: the pooled slope halves, the active one stays 0.9
+    model = VAE(VAEConfig(input_dim=(1, 2, 2), latent_dim=4), CollapsedEncoder(0.9, dead), LinearDecoder())
+    stats = autoencoding_consistency(model, n_samples=400, chain_steps=1)
+    assert stats["active_dims"] == active
+    assert stats["slope"] == pytest.approx(0.9 * active / 4, abs=0.05)
+    assert stats["slope_active"] == (pytest.approx(0.9, abs=1e-6) if active else 0.0)
+
+
 def test_works_on_pythae_vae_and_restores_mode():
     model = VAE(VAEConfig(input_dim=(1, 4, 4), latent_dim=3))
     model.train()

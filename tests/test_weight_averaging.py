@@ -55,8 +55,20 @@ def _digest(folder: Path) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.iterdir()))).hexdigest()
 
 
-def test_continues_a_fig5_run_and_evaluates_last_and_averaged_weights(scripts, tmp_path):
+def _weights(checkpoint: Path) -> dict:
+    return torch.load(checkpoint / "model.pt", weights_only=True)["model_state_dict"]
+
+
+def test_continues_a_fig5_run_and_evaluates_last_and_averaged_weights(scripts, tmp_path, monkeypatch):
     fig5, wa = scripts
+    kept = []
+
+    class KeptAverages(wa.WeightAverages):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            kept.append(self)
+
+    monkeypatch.setattr(wa, "WeightAverages", KeptAverages)
     fig5.main(["--models", "AVAE", "--stages", "2", "--rhos", "--eval-n", "20", "--pgd-steps", "1", "--eps", "0",
                "0.1", "--device", "cpu", "--no-progress", "--output-dir", str(tmp_path / "fig5")])
     source = tmp_path / "fig5" / "runs" / "AVAE"
@@ -74,6 +86,16 @@ def test_continues_a_fig5_run_and_evaluates_last_and_averaged_weights(scripts, t
     assert state["global_step"] == 126  # two more epochs of 63 batches
     assert "| EMA 0.9 |" in (out / "results.md").read_text()
     assert _digest(source / "pythae" / "checkpoint") == before  # the source run is only read
+    # the averages followed the weights being trained, from the checkpoint's to the last
+    (averages,) = kept
+    assert averages.steps == 63
+    start, last = _weights(source / "pythae" / "checkpoint"), _weights(out / "run" / "pythae" / "checkpoint")
+    key = "encoder.head.3.weight"  # the last layer of the ConvNet encoder, mu and log-variance
+    assert not torch.equal(start[key], last[key])
+    for name in averages.names():  # a mean of the steps after the checkpoint: neither its weights nor the last
+        averaged = averages.averages[name][key]
+        assert not torch.equal(averaged, start[key]) and not torch.equal(averaged, last[key])
+    assert not torch.equal(averages.averages["EMA 0.9"][key], averages.averages["uniform"][key])
 
 
 def test_refuses_what_it_cannot_continue(scripts, tmp_path, capsys):

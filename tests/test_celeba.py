@@ -291,7 +291,6 @@ def test_table2_cells_are_the_rows_percentages():
     table = example.format_table2({"VAE": rows}, ["Bald"], [0.0], "accuracy", {"Bald": 97.8})
     assert table.splitlines()[-1] == "| Bald | 97.8 | 75.0 |"
     assert example.format_table2({"VAE": rows}, ["Bald"], [0.0], "balanced_accuracy").splitlines()[-1] == "| Bald | 62.5 |"
-    assert example.majority_rates({"Bald": np.array([0, 0, 0, 1])}) == {"Bald": 75.0}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -45,6 +45,11 @@ def test_end_to_end_rows_and_files(setup, tmp_path):
     every = test[1]["binary"]
     assert table.select(task="binary", attack="pgd", eps=0.01)[0]["majority_rate"] == pytest.approx(
         100 * max(np.mean(every), 1 - np.mean(every)))
+    assert table.majority_rate("binary") != table.majority_rate("binary", "autoattack")  # the subset's differs
+    assert table.majority_rate("binary", "autoattack") == binary["majority_rate"]
+    for attack in ("pgd", "autoattack"):  # the table's majority column is its own attack's images'
+        md = format_table1({"lin": table}, ["binary"], [0], attack=attack)
+        assert md.splitlines()[2].endswith(f"| {table.majority_rate('binary', attack):.1f} |")
     cards = json.loads((tmp_path / "robustness.json").read_text())["cards"]
     assert {"clean_acc", "autoattack_acc", "eps", "threat_model", "n_examples", "balanced_acc"} <= set(cards[0])
     assert cards[0]["threat_model"] == "Linf" and isinstance(cards[0]["eps"], str)

@@ -49,6 +49,12 @@ class RobustnessTable:
                 return r["accuracy"]
         return None
 
+    def majority_rate(self, task: str, attack: str = "pgd") -> Optional[float]:
+        """Accuracy (%) of always predicting the most frequent class of the images ``attack``
+        ran on for ``task`` (AutoAttack's rows may hold a subset of PGD's)."""
+        rows = self.select(task=task, attack=attack)
+        return rows[0]["majority_rate"] if rows else None
+
     def to_markdown(self) -> str:
         head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
         return head + "\n".join("| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in self.rows)
@@ -314,7 +320,7 @@ def format_table1(results: Mapping[str, RobustnessTable], tasks: Sequence[str], 
             for e in eps:
                 value = table.accuracy(t, e, attack)
                 cells.append("–" if value is None else f"{value:.1f}")
-        majority = [table.select(task=t)[0]["majority_rate"] if table.select(task=t) else None for t in tasks]
+        majority = [table.majority_rate(t, attack) for t in tasks]
         cells.append("/".join("–" if m is None else f"{m:.1f}" for m in majority))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

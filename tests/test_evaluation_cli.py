@@ -130,7 +130,7 @@ def test_the_probes_are_fitted_once_for_pgd_and_autoattack(folders, tmp_path, mo
 
 def test_pgd_runs_once_per_radius_beside_autoattack(folders, tmp_path, monkeypatch):
     """AutoAttack's worst-case rows reuse the PGD run of the table (no second PGD on its images);
-    an AutoAttack radius missing from --eps gets its PGD run too."""
+    an AutoAttack radius missing from --eps gets its PGD run too; eps = 0 attacks nothing."""
     from pythae_avae.evaluation import robustness
 
     calls = []
@@ -139,7 +139,7 @@ def test_pgd_runs_once_per_radius_beside_autoattack(folders, tmp_path, monkeypat
                         or attack(name, c, X, y, e, *a))
     (table,) = main([folders["VAE"], "--names", "VAE", "--output-dir", str(tmp_path), *FAST, "--autoattack-n", "4",
                      "--autoattack-eps", "0.1", "0.05"]).values()
-    per_task = [("pgd", 0.0, 40), ("pgd", 0.1, 40), ("pgd", 0.05, 40), ("autoattack", 0.1, 4), ("autoattack", 0.05, 4)]
+    per_task = [("pgd", 0.1, 40), ("pgd", 0.05, 40), ("autoattack", 0.1, 4), ("autoattack", 0.05, 4)]
     assert calls == per_task * 2  # digit, color
     for e in (0.1, 0.05):
         (worst,) = table.select(task="digit", attack="worst", eps=e)

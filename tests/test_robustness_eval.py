@@ -74,7 +74,9 @@ def test_worst_case_is_per_example_not_the_lowest_row(setup, monkeypatch):
                                 device="cpu", progress=False)
     assert table.accuracy("rule", 0.1, "pgd") == table.accuracy("rule", 0.1, "autoattack") == 99.0
     assert table.accuracy("rule", 0.1, "worst") == 98.0
-    assert table.accuracy("rule", 0, "worst") == 100.0
+    # eps = 0 is the classifier's own clean verdict, never an attack's
+    clean = table.select(task="rule", attack="pgd")[0]["clean_accuracy"]
+    assert table.accuracy("rule", 0, "worst") == table.accuracy("rule", 0, "autoattack") == clean
     # AutoAttack at its own radii: PGD keeps all of eps (and adds 0.3), worst rows where both ran
     table = evaluate_robustness(encoder, train, test, tasks=["rule"], eps=(0, 0.1, 0.2), attacks=("pgd", "autoattack"),
                                 autoattack_eps=(0.1, 0.3), device="cpu", progress=False)

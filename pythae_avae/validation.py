@@ -20,13 +20,28 @@ def check_int(value, name: str, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
+def check_bool(value, name: str) -> bool:
+    """Returns ``value`` if it is ``True`` or ``False`` (a string such as ``"False"`` is truthy:
+    refused rather than read as True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _finite(value: Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
 def check_number(value, name: str, minimum: float = 0.0, strict: bool = False, why: str = "") -> float:
     """Returns ``value`` as a float if it is finite and ``>= minimum`` (``> minimum`` if
     ``strict``); bools refused."""
     valid = (
         not isinstance(value, bool)
         and isinstance(value, Real)
-        and math.isfinite(value)
+        and _finite(value)
         and (value > minimum if strict else value >= minimum)
     )
     if not valid:

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from pythae.trainers import BaseTrainerConfig
 
 from pythae_avae import AVAEConfig, SEConfig
 from pythae_avae.data import CelebA, ColorMNIST
@@ -117,6 +118,15 @@ CASES = {
                            ValueError, r"train_data must hold at least 1 image, got 0"),
     "empty pipeline data": (lambda out: TrainingPipeline(model(), ResumableTrainerConfig(output_dir=str(out), no_cuda=True))(
         torch.rand(0, *SHAPE)), ValueError, r"train_data must hold at least 1 image, got 0"),
+    # the last batch of one image would fail in BatchNorm at the end of the first epoch
+    "a batch of 1 through BatchNorm (Pythae's trainer)": (
+        lambda out: TrainingPipeline(build_model("VAE", "colormnist-conv", latent_dim=4), BaseTrainerConfig(
+            output_dir=str(out), per_device_train_batch_size=4, no_cuda=True))(torch.rand(5, *SHAPE)),
+        ValueError, r"train_data of 5 images in batches of 4 gives a batch of 1 image, which the model's BatchNorm"),
+    "a batch of 1 through BatchNorm (train_for_iterations)": (
+        lambda out: train_for_iterations(build_model("AVAE", "colormnist-conv", latent_dim=4), torch.rand(9, *SHAPE),
+                                         iterations=2, batch_size=8, output_dir=str(out), device="cpu"),
+        ValueError, r"train_data of 9 images in batches of 8 gives a batch of 1 image"),
     "empty probe data": (lambda out: LinearProbe(model()).fit(X[:0], Y[:0]), ValueError,
                          r"X must hold at least 1 image, got 0"),
     "labels of the wrong length (probe)": (lambda out: LinearProbe(model()).fit(X, Y[:5]), ValueError,

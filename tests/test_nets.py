@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from pythae.models.nn import BaseDecoder, BaseEncoder
@@ -79,3 +81,57 @@ def test_nets_take_a_model_config_like_pythae_benchmark_nets():
     enc_cls, dec_cls, _ = ARCHITECTURES["colormnist-conv"]
     model = AVAE(cfg, encoder=enc_cls(cfg), decoder=dec_cls(cfg))
     assert model({"data": torch.rand(2, 3, 28, 28)}).z.shape == (2, 5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hidden=0), "hidden must be an int >= 1 (units per hidden layer), got 0"),
+    (dict(depth=-1), "depth must be an int >= 0 (hidden layers), got -1"),
+    (dict(depth=True), "depth must be an int >= 0 (hidden layers), got True"),
+])
+def test_mlp_sizes_are_checked(kwargs, message):
+    for net in ARCHITECTURES["colormnist-mlp"][:2]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            net(8, **kwargs)
+
+
+@pytest.mark.parametrize("arch", ["colormnist-conv", "celeba-conv"])
+def test_batch_norm_must_be_a_bool(arch):
+    with pytest.raises(ValueError, match="batch_norm must be True or False, got 'False'"):
+        ARCHITECTURES[arch][0](8, batch_norm="False")
+
+
+@pytest.mark.parametrize("arch, shape", [
+    ("colormnist-mlp", (2, 28, 28, 3)),  # channels last: as many values, another layout
+    ("colormnist-conv", (2, 3, 32, 32)),  # the convolutions would take it
+    ("celeba-conv", (2, 3, 68, 68)),
+])
+def test_encoders_refuse_images_of_another_shape(arch, shape):
+    encoder = ARCHITECTURES[arch][0](8)
+    with pytest.raises(ValueError, match=re.escape(f"takes images of shape (batch, ") + r".*got " + re.escape(str(shape))):
+        encoder(torch.rand(shape))
+
+
+def test_an_architecture_file_with_a_bad_size_names_the_file(tmp_path):
+    import json
+
+    from pythae_avae.nets.rebuild import nets_from_file
+
+    encoder, decoder = build_nets("colormnist-mlp", 4)
+    specs = {"encoder": dict(encoder.net_spec), "decoder": decoder.net_spec}
+    specs["encoder"]["kwargs"]["hidden"] = -5
+    path = tmp_path / "architecture.json"
+    path.write_text(json.dumps(specs))
+    with pytest.raises(ValueError, match=re.escape(f"architecture file {str(path)!r} cannot be rebuilt")):
+        nets_from_file(str(path))
+
+
+def test_batch_check_splits_the_images_over_processes_as_the_distributed_sampler_does():
+    from pythae_avae.models.batch_norm import check_batches_for_batch_norm
+
+    conv = build_nets("colormnist-conv", 4)[0]
+    for n, batch, world in ((8, 4, 2), (12, 4, 2), (6, 4, 1)):
+        check_batches_for_batch_norm(conv, n, batch, world)
+    for n, batch, world in ((9, 4, 2), (10, 4, 2), (5, 4, 1), (1, 4, 1), (4, 1, 1)):  # shares of 5, 5, 5, 1, 4 by 1
+        with pytest.raises(ValueError, match="gives a batch of 1 image"):
+            check_batches_for_batch_norm(conv, n, batch, world)
+    check_batches_for_batch_norm(build_nets("colormnist-mlp", 4)[0], 5, 4)  # no BatchNorm: any batch goes

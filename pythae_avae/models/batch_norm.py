@@ -1,4 +1,5 @@
-"""How an auxiliary batch (AVAE's delusion) goes through an encoder's BatchNorm layers.
+"""How an auxiliary batch (AVAE's delusion) goes through an encoder's BatchNorm layers, and
+which training batches BatchNorm cannot take.
 
 In training mode a BatchNorm layer normalises with the statistics of the batch it sees and
 folds them into the running statistics that evaluation uses. An AVAE encodes its delusions in
@@ -54,3 +55,23 @@ def aux_batch_norm(module: nn.Module, mode: str = "batch") -> Iterator[None]:
             m.momentum = momentum
             if tracked is not None:  # counts batches for momentum=None (a cumulative average)
                 m.num_batches_tracked.copy_(tracked)
+
+
+def check_batches_for_batch_norm(model: nn.Module, n_images: int, batch_size: int, world_size: int = 1):
+    """Refuses, before training starts, a training set whose batches would include one of a
+    single image when ``model`` has BatchNorm layers: BatchNorm cannot normalise one value per
+    channel in training mode, and the epoch would fail at its last batch, its work lost.
+
+    ``n_images`` is split over ``world_size`` processes as PyTorch's ``DistributedSampler``
+    does (padded to equal shares), each share in batches of ``batch_size``.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    share = -(-n_images // world_size)
+    if min(share, batch_size) == 1 or share % batch_size == 1:
+        per = f" per process ({world_size} processes)" if world_size > 1 else ""
+        raise ValueError(
+            f"train_data of {n_images} image{'s' * (n_images != 1)} in batches of {batch_size}{per} gives a "
+            "batch of 1 image, which the model's BatchNorm layers cannot normalise in training mode: choose "
+            "another per_device_train_batch_size (>= 2, leaving no single image over) or number of images"
+        )

@@ -9,6 +9,15 @@ def latent_dim_of(spec) -> int:
     return check_int(getattr(spec, "latent_dim", spec), "latent_dim")
 
 
+def check_shape(x: torch.Tensor, shape: tuple, net: str) -> torch.Tensor:
+    """``x`` if it is a batch of ``shape`` images; a convolution would take some other sizes
+    (29-32 px for 28) and an MLP any layout of as many values (channels-last) silently."""
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{net} takes images of shape (batch, {', '.join(map(str, shape))}), "
+                         f"got {tuple(x.shape)}")
+    return x
+
+
 def conv_block(c_in, c_out, kernel, batch_norm=True):
     layers = [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1)]
     if batch_norm:

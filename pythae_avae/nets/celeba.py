@@ -1,6 +1,6 @@
 """CelebA 64 x 64 networks (spec §4.2 proposal; the paper's appendix E was not available).
 
-Encoder: Conv 3-64-128-256-512 (k4, s2, p1; BatchNorm after the first), flatten 8192,
+Encoder: Conv 3-64-128-256-512 (k4, s2, p1; BatchNorm on every conv but the first), flatten 8192,
 Linear -> 2d. Decoder (smaller): Linear d -> 256x4x4, ConvT 256-128-64-32-3 (k4, s2, p1),
 ReLU between, sigmoid.
 """
@@ -10,7 +10,8 @@ from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
-from ._layers import conv_block, latent_dim_of, split_gaussian
+from ..validation import check_bool
+from ._layers import check_shape, conv_block, latent_dim_of, split_gaussian
 from .rebuild import Rebuildable
 
 CELEBA_SHAPE = (3, 64, 64)
@@ -19,6 +20,7 @@ CELEBA_SHAPE = (3, 64, 64)
 class CelebAConvEncoder(Rebuildable, BaseEncoder):
     def __init__(self, latent_dim=64, batch_norm: bool = True):
         super().__init__()
+        check_bool(batch_norm, "batch_norm")
         self.latent_dim = latent_dim_of(latent_dim)
         self.features = nn.Sequential(
             *conv_block(3, 64, 4, batch_norm=False),  # 64 -> 32
@@ -30,6 +32,7 @@ class CelebAConvEncoder(Rebuildable, BaseEncoder):
         self.head = nn.Linear(512 * 4 * 4, 2 * self.latent_dim)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        x = check_shape(x, CELEBA_SHAPE, type(self).__name__)
         mu, logvar = split_gaussian(self.head(self.features(x)), self.latent_dim)
         return ModelOutput(embedding=mu, log_covariance=logvar)
 

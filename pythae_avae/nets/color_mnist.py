@@ -14,8 +14,8 @@ from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
-from ..validation import check_int
-from ._layers import conv_block, latent_dim_of, split_gaussian
+from ..validation import check_bool, check_int
+from ._layers import check_shape, conv_block, latent_dim_of, split_gaussian
 from .rebuild import Rebuildable
 
 COLOR_MNIST_SHAPE = (3, 28, 28)
@@ -23,6 +23,8 @@ _PIXELS = math.prod(COLOR_MNIST_SHAPE)
 
 
 def _mlp(n_in, n_out, hidden=200, depth=4):
+    check_int(hidden, "hidden", why="units per hidden layer")
+    check_int(depth, "depth", minimum=0, why="hidden layers")
     layers, width = [], n_in
     for _ in range(depth):
         layers += [nn.Linear(width, hidden), nn.ReLU()]
@@ -40,6 +42,7 @@ class ColorMNISTMLPEncoder(Rebuildable, BaseEncoder):
         self.net = _mlp(_PIXELS, 2 * self.latent_dim, hidden, depth)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        x = check_shape(x, COLOR_MNIST_SHAPE, type(self).__name__)
         mu, logvar = split_gaussian(self.net(x.reshape(x.shape[0], -1)), self.latent_dim)
         return ModelOutput(embedding=mu, log_covariance=logvar)
 
@@ -68,6 +71,7 @@ class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
     def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32):
         super().__init__()
         check_int(width, "width", why="channels of the first conv layer")
+        check_bool(batch_norm, "batch_norm")
         self.latent_dim = latent_dim_of(latent_dim)
         self.features = nn.Sequential(
             *conv_block(3, width, 4, batch_norm),  # 28 -> 14
@@ -81,6 +85,7 @@ class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
         self.head = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        x = check_shape(x, COLOR_MNIST_SHAPE, type(self).__name__)
         mu, logvar = split_gaussian(self.head(self.features(x)), self.latent_dim)
         return ModelOutput(embedding=mu, log_covariance=logvar)
 

@@ -10,8 +10,10 @@ from typing import List, Optional
 from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
 from pythae.trainers.training_callbacks import TrainingCallback
 
+from ..models.batch_norm import check_batches_for_batch_norm
 from ..trainers.registry import TRAINER_REGISTRY, register_trainer  # noqa: F401 (re-export)
 from ..trainers.term_logging import TermLoggerCallback
+
 
 def _with_term_logger(callbacks: Optional[List[TrainingCallback]]):
     callbacks = list(callbacks or [])
@@ -51,6 +53,10 @@ class TrainingPipeline(PythaeTrainingPipeline):
         for name, data in (("train_data", train_data), ("eval_data", eval_data)):
             if data is not None and hasattr(data, "__len__") and len(data) == 0:
                 raise ValueError(f"{name} must hold at least 1 image, got 0")
+        if train_data is not None and hasattr(train_data, "__len__"):
+            config = self.training_config
+            check_batches_for_batch_norm(self.model, len(train_data), config.per_device_train_batch_size,
+                                         max(getattr(config, "world_size", 1), 1))  # Pythae's -1: one process
         callbacks = _with_term_logger(callbacks)
         trainer_cls = self._registered_trainer()
         if trainer_cls is None:

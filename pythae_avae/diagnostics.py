@@ -20,11 +20,17 @@ from .evaluation.features import check_images, evaluated_on
 from .validation import check_int
 
 
-def _encoder_decoder(model):
+def unwrapped(model):
+    """``model`` out of a DDP / DataParallel wrapper, checked to have ``.encoder`` and ``.decoder``."""
     model = getattr(model, "module", model)
     if not (hasattr(model, "encoder") and hasattr(model, "decoder")):
         raise TypeError("model must be a Pythae model with .encoder and .decoder")
-    return model.encoder, model.decoder
+    return model
+
+
+def input_dim(model):
+    """The ``(C, H, W)`` ``model``'s config declares, or None (a bare encoder/decoder pair)."""
+    return getattr(getattr(model, "model_config", None), "input_dim", None)
 
 
 @torch.no_grad()
@@ -47,7 +53,8 @@ def autoencoding_consistency(
     check_int(n_samples, "n_samples", minimum=2, why="a slope needs two samples")
     check_int(chain_steps, "chain_steps", minimum=0)
     check_int(batch_size, "batch_size")
-    encoder, decoder = _encoder_decoder(model)
+    model = unwrapped(model)
+    encoder, decoder = model.encoder, model.decoder
     device = device or next(encoder.parameters()).device
     latent_dim = getattr(getattr(model, "model_config", None), "latent_dim", None)
     if latent_dim is None:
@@ -97,9 +104,11 @@ def reconstruction_error(model, images, batch_size: int = 500, device: Optional[
     The paper's "MSE" column is undefined (spec §6.6); we report the per-image sum of squared
     errors (``sse_per_image``) and the per-pixel mean (``mse_per_pixel``).
     """
-    encoder, decoder = _encoder_decoder(model)
+    check_int(batch_size, "batch_size")
+    model = unwrapped(model)
+    encoder, decoder = model.encoder, model.decoder
     device = device or next(encoder.parameters()).device
-    images = check_images(images, "images")
+    images = check_images(images, "images", input_dim(model))
     total = 0.0
     with evaluated_on(device, encoder, decoder):
         for start in range(0, len(images), batch_size):

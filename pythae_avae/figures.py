@@ -11,7 +11,9 @@ from typing import Dict, Iterable, List, Mapping, Optional
 import numpy as np
 import torch
 
-from .evaluation.features import check_images
+from .diagnostics import input_dim, unwrapped
+from .evaluation.features import check_images, evaluated_on
+from .validation import check_int
 
 
 def _pyplot():
@@ -25,24 +27,24 @@ def _pyplot():
 
 @torch.no_grad()
 def encode_decode_chain(model, images: torch.Tensor, steps: int = 8) -> torch.Tensor:
-    """``(steps + 1, N, C, H, W)``: the images and ``steps`` rounds of ``g(mu(.))``."""
-    model = getattr(model, "module", model)
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.encoder.parameters()).device
-        x = check_images(images, "images").to(device)
-        chain = [x.cpu()]
+    """``(steps + 1, N, C, H, W)``: the images and ``steps`` rounds of ``g(mu(.))``; the
+    model's modes (per submodule) are restored afterwards."""
+    check_int(steps, "steps", minimum=0)
+    model = unwrapped(model)
+    device = next(model.encoder.parameters()).device
+    x = check_images(images, "images", input_dim(model)).to(device)
+    chain = [x.cpu()]
+    with evaluated_on(device, model.encoder, model.decoder):
         for _ in range(steps):
             x = model.decoder(model.encoder(x).embedding)["reconstruction"]
             chain.append(x.cpu())
-    finally:
-        model.train(was_training)
     return torch.stack(chain)
 
 
 def plot_chains(models: Mapping[str, object], images, path: str, steps: int = 8) -> str:
     """Fig. 1: one block per model, one row per start image, one column per chain step."""
+    if not models:
+        raise ValueError("models must map at least one name to a model, got none")
     plt = _pyplot()
     chains = {name: encode_decode_chain(m, images, steps) for name, m in models.items()}
     n_images = len(images)
@@ -89,7 +91,7 @@ def plot_accuracy_curves(
     for row in rows:
         if task is not None and row.get("task", task) != task:
             continue
-        if attack is not None and row.get("attack", attack) not in (attack, "clean"):
+        if attack is not None and row.get("attack", attack) != attack:
             continue
         lines.setdefault(str(row[series]), []).append((row[x], row["accuracy"]))
     if not lines:

@@ -82,3 +82,27 @@ def test_reconstruction_error_of_a_known_decoder():
     assert stats["mse_per_pixel"] == pytest.approx(float(expected) / 4, rel=1e-5)
     with pytest.raises(ValueError, match=r"images must hold pixels in \[0, 1\], got values in \[255, 255\]"):
         reconstruction_error(model, torch.full((2, 1, 2, 2), 255.0))  # 0-255 images: refused, not scored
+
+
+class Wrapped(torch.nn.Module):
+    """What DDP and DataParallel look like from outside: the model under ``.module``."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+def test_wrapped_models_and_bad_arguments():
+    from pythae_avae.diagnostics import reconstruction_error
+
+    model = VAE(VAEConfig(input_dim=(1, 2, 2), latent_dim=4), ScaledIdentityEncoder(0.9), LinearDecoder())
+    assert autoencoding_consistency(Wrapped(model), n_samples=50, chain_steps=1) == autoencoding_consistency(
+        model, n_samples=50, chain_steps=1)
+    x = torch.rand(4, 1, 2, 2)
+    assert reconstruction_error(Wrapped(model), x) == reconstruction_error(model, x)
+    for bad in (0, -1):  # -1 scored nothing: an error of 0
+        with pytest.raises(ValueError, match=rf"batch_size must be an int >= 1, got {bad}"):
+            reconstruction_error(model, x, batch_size=bad)
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 1, 2, 2\) \(the model's input_dim\), "
+                                         r"got \(4, 1, 3, 3\)"):
+        reconstruction_error(model, torch.rand(4, 1, 3, 3))

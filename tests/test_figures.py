@@ -19,6 +19,21 @@ def test_chain_starts_at_the_images_and_follows_g_mu():
         encode_decode_chain(model, x * 255, steps=1)
 
 
+def test_chain_restores_each_submodules_mode_and_checks_its_arguments():
+    model = build_model("AVAE", "colormnist-conv", latent_dim=4)
+    model.train()
+    frozen = model.encoder.head[1]  # a BatchNorm a user froze in eval mode inside a training model
+    frozen.eval()
+    encode_decode_chain(model, torch.rand(2, 3, 28, 28), steps=1)
+    assert model.training and model.encoder.features[1].training and not frozen.training
+    with pytest.raises(ValueError, match="steps must be an int >= 0, got -3"):
+        encode_decode_chain(model, torch.rand(2, 3, 28, 28), steps=-3)
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, 28, 28\)"):
+        encode_decode_chain(model, torch.rand(2, 3, 32, 32), steps=1)
+    with pytest.raises(ValueError, match="models must map at least one name"):
+        plot_chains({}, torch.rand(2, 3, 28, 28), "unused.png")
+
+
 def test_png_files_are_written(tmp_path):
     models = {n: build_model(n, "colormnist-mlp", latent_dim=4) for n in ("VAE", "AVAE")}
     plot_chains(models, torch.rand(2, 3, 28, 28), str(tmp_path / "chains.png"), steps=3)

@@ -2,7 +2,7 @@
 
 import contextlib
 import itertools
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +24,15 @@ def default_device(device: Optional[str] = None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def check_images(X, name: str = "X") -> torch.Tensor:
-    """Validates ``(N, C, H, W)`` images in [0, 1]; returns a float32 CPU tensor."""
+def check_images(X, name: str = "X", shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Validates ``(N, C, H, W)`` images in [0, 1] (of ``(C, H, W)`` = ``shape`` if given);
+    returns a float32 CPU tensor."""
     X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
     if X.ndim != 4:
         raise ValueError(f"{name} must be images of shape (N, C, H, W), got shape {tuple(X.shape)}")
+    if shape is not None and tuple(X.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} must have shape (N, {', '.join(map(str, shape))}) (the model's "
+                         f"input_dim), got {tuple(X.shape)}")
     if len(X) == 0:
         raise ValueError(f"{name} must hold at least 1 image, got 0")
     X = X.detach().to("cpu", torch.float32)

@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= quick
+FORMAT ?= pythae_avae tests examples benchmarks
 
 .PHONY: install demo test format lint clean
 
@@ -22,8 +23,8 @@ test: $(BIN)/.installed
 
 format: $(BIN)/.installed
 	$(BIN)/python -m pip install -q black isort
-	$(BIN)/python -m isort pythae_avae tests examples benchmarks
-	$(BIN)/python -m black pythae_avae tests examples benchmarks
+	$(BIN)/python -m isort $(FORMAT)
+	$(BIN)/python -m black $(FORMAT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info outputs

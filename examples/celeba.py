@@ -8,8 +8,9 @@ then measure how robust a linear probe on their mean code is to L-inf attacks, p
 The data root holds torchvision's layout: celeba/img_align_celeba/*.jpg,
 celeba/list_attr_celeba.txt, celeba/list_eval_partition.txt (see pythae_avae.data.celeba).
 Images are centre-cropped to 140x140 and resized to 64x64; tasks default to the 17 of
-CELEBA_TASKS. Training goes through Pythae's trainer, which runs DDP when launched with
-torchrun (each process trains on its shard; only rank 0 evaluates and writes results).
+CELEBA_TASKS. Training goes through this package's ResumableTrainer (Pythae's BaseTrainer with
+checkpoints and DDP on any device), which runs DDP when launched with torchrun (each process
+trains on its shard; only rank 0 evaluates and writes results).
 
 Reported per task, model and eps: accuracy, the test set's majority-class rate and balanced
 accuracy (most attributes are rare: ~2 % of faces are Bald, so 98 % accuracy can be a constant
@@ -31,7 +32,7 @@ import torch
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
-from pythae_avae.recipes import train_by_name
+from pythae_avae.recipes import process_rank, train_by_name
 
 ARCH = "celeba-conv"
 
@@ -100,11 +101,6 @@ def parse_key_values(items: Sequence[str]) -> Dict[str, object]:
         except json.JSONDecodeError:
             out[key] = value
     return out
-
-
-def rank() -> int:
-    """This process's rank under torchrun (0 when not distributed)."""
-    return int(os.environ.get("RANK", "0"))
 
 
 # --------------------------------------------------------------------------- data
@@ -233,7 +229,7 @@ def main(argv=None):
         if name not in trained:
             trained[name] = train_one(name, args, train, valid, trained)
         timings[name] = time.perf_counter() - start
-    if rank() != 0:  # under torchrun, only the first process evaluates
+    if process_rank() != 0:  # under torchrun, only the first process evaluates
         return {}
 
     attacks = ("pgd", "autoattack") if args.autoattack else ("pgd",)

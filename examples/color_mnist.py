@@ -24,7 +24,8 @@ from pythae_avae.evaluation import WORST, evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
-                                 aux_noise_std_note, default_device, radius_arg, train_by_name, with_aux_noise_std)
+                                 aux_noise_std_note, default_device, process_rank, radius_arg, train_by_name,
+                                 with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3). The longer presets take nets.LONG_PRESET_ARCH (its
@@ -129,6 +130,8 @@ def main(argv=None):
                       learning_rate=args.lr, seed=args.seed, device=args.device,
                       progress=not args.no_progress)
         timings[name] = time.perf_counter() - start
+        if process_rank() != 0:  # under torchrun, every process trains and the first evaluates
+            continue
         stats = autoencoding_consistency(trained[name], n_samples=500, seed=args.seed)
         consistency[name] = stats
         print(format_consistency(name, stats))
@@ -141,6 +144,8 @@ def main(argv=None):
             device=args.device, progress=not args.no_progress,
             output_dir=os.path.join(args.output_dir, "eval", name),
         )
+    if process_rank() != 0:
+        return {}
 
     table = format_table1(results, tasks=list(TASKS), eps=tuple(args.eps))
     figures = os.path.join(args.output_dir, "figures")

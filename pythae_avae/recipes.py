@@ -99,6 +99,12 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun (0 when not distributed): every rank trains, rank 0
+    alone evaluates and writes the reports."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def training_device(device: Optional[str]) -> str:
     """``"cpu"`` or ``"cuda"`` for the trainer's ``no_cuda``, from ``device`` (default:
     :func:`default_device`). Pythae's trainer knows only those two, so ``"cuda:N"`` makes GPU N
@@ -124,7 +130,8 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
     """A fresh model of the given name on the named architecture.
 
     Args:
-        name: one of :data:`MODEL_NAMES` (``"VAE"`` is :class:`GaussianVAE`).
+        name: one of :data:`MODEL_NAMES` but ``"AVAE-SS"``, which post-trains a VAE
+            (:func:`post_train_avae_ss`); ``"VAE"`` is :class:`GaussianVAE`.
         arch: a key of :data:`pythae_avae.nets.ARCHITECTURES`.
         latent_dim: latent dimension ``d``.
         seed: seeds the initial weights, so that a run's start does not depend on what the

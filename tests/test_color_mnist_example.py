@@ -11,6 +11,14 @@ def load_example():
     return load_script("color_mnist")
 
 
+def test_ranks_above_0_train_and_leave_the_reports_to_rank_0(tmp_path, monkeypatch):
+    example = load_example()
+    monkeypatch.setattr(example, "process_rank", lambda: 1)  # what torchrun's RANK=1 reads
+    assert example.main(["--models", "VAE", "--iterations", "1", "--train-limit", "32", "--batch-size", "16",
+                         "--latent-dim", "4", "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu"]) == {}
+    assert not (tmp_path / "table.md").exists() and not (tmp_path / "eval").exists()
+
+
 def test_tiny_run_writes_table_json_and_figures(tmp_path):
     example = load_example()
     results = example.main([

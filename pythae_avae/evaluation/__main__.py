@@ -18,7 +18,8 @@ weaker attack for breakdowns) and the first ``--autoattack-n``
 with AutoAttack at ``--autoattack-eps`` (PGD also at any of those missing from ``--eps``; the
 per-example worst case of the two is formed on those images from the same PGD run). Prints one Table-1-shaped row per model, writes that
 table (with the command) to ``--output-dir/results.md`` and each model's
-``robustness.{md,csv,json}`` under ``--output-dir/<name>/``.
+``robustness.{md,csv,json}`` under ``--output-dir/<name>/`` (the name's ``/`` made ``_``:
+without ``--names`` a folder ``runs/my_avae`` reports under ``--output-dir/runs_my_avae/``).
 """
 
 import argparse

@@ -123,6 +123,18 @@ def test_step_is_the_avae_step_on_decoder_samples():
     assert loss_terms(data_free) == pytest.approx(loss_terms(on_samples), rel=1e-6)
 
 
+def test_generated_inputs_decode_standard_normal_codes():
+    model = AVAE_SS.from_pretrained(pythae_vae())
+    codes = []
+    decode = model.decode
+    model.decode = lambda z: codes.append(z) or decode(z)
+    x = model.generate_inputs(4000)
+    (z0,) = codes
+    assert z0.shape == (4000, LATENT) and x.shape[0] == 4000
+    assert z0.mean().abs() < 0.02 and (z0.std(0) - 1).abs().max() < 0.05  # N(0, I), not one code
+    torch.testing.assert_close(x, decode(z0))
+
+
 def test_real_images_are_checked_and_embedded():
     model = AVAE_SS.from_pretrained(pythae_vae())
     assert model({"data": images(4)}).z.shape == (4, LATENT)

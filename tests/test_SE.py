@@ -85,15 +85,25 @@ def test_attack_stays_in_the_ball_and_in_range(attack_loss, random_start):
 
 
 @pytest.mark.parametrize("attack_loss", ["coupling_kl", "w2"])
-def test_attack_increases_its_objective(attack_loss):
+def test_attack_increases_its_objective(attack_loss, monkeypatch):
+    from pythae_avae.models.se import select
+
     encoder, _ = conv_nets()
     encoder.eval()  # the attack runs in eval mode; measure it there
     x = images(32, seed=1)
+    torch.manual_seed(7)
     x_adv = select_pgd(encoder, x, eps=0.1, steps=5, attack_loss=attack_loss)
     before = objective_on(encoder, x, x, attack_loss)
     after = objective_on(encoder, x, x_adv, attack_loss)
     assert (after >= before).float().mean() >= 0.95
     assert after.mean() > before.mean()
+    # W2 is 0 at x, so any move raises it (sign steps downhill overshoot too): the same steps
+    # from the same random start, taken downhill, must end lower
+    uphill = select.attack_objective
+    monkeypatch.setattr(select, "attack_objective", lambda *args: -uphill(*args))
+    torch.manual_seed(7)
+    downhill = objective_on(encoder, x, select_pgd(encoder, x, eps=0.1, steps=5, attack_loss=attack_loss), attack_loss)
+    assert (after > downhill).float().mean() >= 0.9
 
 
 def test_explicit_step_size_bounds_a_single_step():
@@ -182,10 +192,13 @@ def test_se_is_the_vae_loss_plus_its_extra_terms():
     assert se_out.reg_loss.item() == pytest.approx(vae_out.reg_loss.item(), rel=1e-5)
 
 
-def test_extra_terms_by_hand():
+@pytest.mark.parametrize("coupling", ["product", "entropic_ot"])
+def test_extra_terms_by_hand(coupling):
     """The SE extra terms from their definitions, on deterministic codes (z = mu): lambda_rec
-    times SSE(x~ | mu(x~)) / (2v), and -C_rho_se - H between the codes of x and x~."""
-    model = make_se(nets=mlp_nets, se_random_start=False, se_recon_aux=0.7, rho_se=0.8, obs_var=0.3)
+    times SSE(x~ | mu(x~)) / (2v), and -C_rho_se - H between the codes of x and x~ (with the
+    optimal coupling's gain for ``entropic_ot``)."""
+    model = make_se(nets=mlp_nets, se_random_start=False, se_recon_aux=0.7, rho_se=0.8, obs_var=0.3,
+                    coupling=coupling)
     model.sample_latent = lambda mu, logvar: mu
     x = images(8)
     out = model({"data": x})
@@ -194,10 +207,25 @@ def test_extra_terms_by_hand():
         mu, logvar = model.encode(x)
         mu_adv, logvar_adv = model.encode(x_adv)
         sse = ((model.decode(mu_adv) - x_adv) ** 2).flatten(1).sum(1)
-        extra = consistency_loss(mu, logvar, mu_adv, logvar_adv, 0.8)
+        extra = consistency_loss(mu, logvar, mu_adv, logvar_adv, 0.8, coupling=coupling)
+        product = consistency_loss(mu, logvar, mu_adv, logvar_adv, 0.8)
+    if coupling != "product":  # the gain is not 0 here, so the comparison below can tell them apart
+        assert not torch.allclose(extra["coupling"], product["coupling"])
     assert out.aux_recon_loss.item() == pytest.approx(float((0.7 * sse / (2 * 0.3)).mean()), rel=1e-5)
     assert out.se_coupling_loss.item() == pytest.approx(float(extra["coupling"].mean()), rel=1e-5)
     assert out.se_entropy_loss.item() == pytest.approx(float(extra["entropy"].mean()), rel=1e-5)
+
+
+def test_select_runs_the_attack_the_config_names():
+    config = dict(se_eps=0.15, se_steps=3, se_step_size=0.04, se_random_start=False, rho_se=0.6)
+    model = make_se(nets=mlp_nets, **config)
+    x = images(8)
+    ours = model.select(x)
+    expected = select_pgd(model.encoder, x, eps=0.15, steps=3, step_size=0.04, random_start=False,
+                          attack_loss="coupling_kl", rho=0.6)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+    other_rho = select_pgd(model.encoder, x, eps=0.15, steps=3, step_size=0.04, random_start=False, rho=0.95)
+    assert not torch.equal(ours, other_rho)  # rho_se steers the attack: the comparison can fail
 
 
 def test_decoder_gets_gradient_only_from_reconstructions():

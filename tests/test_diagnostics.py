@@ -31,8 +31,13 @@ def test_slope_recovers_a_known_transition():
     assert stats["residual_var"] == pytest.approx(0.0, abs=1e-9)
     assert stats["active_dims"] == 4 and stats["slope_active"] == pytest.approx(0.9, abs=1e-6)
     assert stats["chain_drift"][0] == 0.0
-    # mu_t = 0.9^t mu_0, so the drift grows with t
-    assert stats["chain_drift"][3] > stats["chain_drift"][1] > 0
+    # mu_0 = 0.9 z and mu_t = 0.9^t mu_0: the drift is (1 - 0.9^t) |mu_0|, z' - z is -0.1 z
+    norm = torch.randn(400, 4, generator=torch.Generator().manual_seed(0)).norm(dim=1).mean().item()
+    again = autoencoding_consistency(model, n_samples=400, chain_steps=3, batch_size=400)
+    assert again["slope"] == pytest.approx(stats["slope"], abs=1e-9)
+    for t in range(4):
+        assert again["chain_drift"][t] == pytest.approx((1 - 0.9**t) * 0.9 * norm, rel=1e-5)
+    assert again["mean_distance"] == pytest.approx(0.1 * norm, rel=1e-5)
     assert "slope" in format_consistency("toy", stats)
 
 

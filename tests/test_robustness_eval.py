@@ -86,6 +86,29 @@ def test_worst_case_is_per_example_not_the_lowest_row(setup, monkeypatch):
     assert table.accuracy("rule", 0.1, "worst") == table.accuracy("rule", 0.3, "worst") == 98.0
 
 
+def test_autoattack_on_two_or_three_classes_also_takes_margin_pgd(setup, monkeypatch):
+    """AutoAttack's DLR losses are undefined below 4 classes: its rows there count a point
+    robust only if margin PGD-100 fails on it too (a stand-in margin PGD breaks every point)."""
+    encoder, train, test = setup
+    pgd_calls = []
+
+    def pgd(model, X, y, eps, steps, restarts, losses, **kwargs):
+        pgd_calls.append((steps, tuple(losses)))
+        return np.zeros(len(X), dtype=bool) if tuple(losses) == ("margin",) else np.ones(len(X), dtype=bool)
+
+    monkeypatch.setattr(robustness, "pgd_robust_mask", pgd)
+    monkeypatch.setattr(robustness, "autoattack_robust_mask", lambda model, X, *a, **k: np.ones(len(X), dtype=bool))
+    table = evaluate_robustness(encoder, train, test, tasks=["rule", "binary"], eps=(0.1,), attacks=("autoattack",),
+                                autoattack_n=30, device="cpu", progress=False)
+    assert table.accuracy("rule", 0.1, "autoattack") == table.accuracy("binary", 0.1, "autoattack") == 0.0
+    assert pgd_calls == [(100, ("margin",))] * 2
+
+
+def test_balanced_accuracy_is_the_mean_of_the_per_class_rates():
+    robust, y = np.array([True, True, True, False]), np.array([0, 0, 0, 1])
+    assert robustness._rates(robust, y) == (75.0, 50.0)
+
+
 def test_works_on_a_pythae_model_and_leaves_it_untouched():
     model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=4))
     model.train()

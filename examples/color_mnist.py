@@ -132,9 +132,13 @@ def main(argv=None):
         timings[name] = time.perf_counter() - start
         if process_rank() != 0:  # under torchrun, every process trains and the first evaluates
             continue
+        # prior codes (any decoder sample) and the test images' posterior codes (spec §6.9)
         stats = autoencoding_consistency(trained[name], n_samples=500, seed=args.seed)
-        consistency[name] = stats
+        on_data = autoencoding_consistency(trained[name], n_samples=min(500, len(x_test)), seed=args.seed,
+                                           images=x_test)
+        consistency[name] = {**stats, "on_test_images": on_data}
         print(format_consistency(name, stats))
+        print(format_consistency(f"{name} on q(z|x) of test images", on_data))
         attacks = ("pgd", "autoattack") if args.autoattack else ("pgd",)
         aa_eps = tuple(args.autoattack_eps) if args.autoattack_eps else None  # parse_args: only with --autoattack
         results[name] = evaluate_robustness(

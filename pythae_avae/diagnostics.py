@@ -1,7 +1,8 @@
 """Autoencoding-consistency diagnostic for any Pythae VAE-family model.
 
-A consistent model encodes its own samples back near the code that made them. For prior
-samples ``z ~ N(0, I)``, ``x = g(z)`` (decoder mean) and ``z' = mu(x)``:
+A consistent model encodes its own samples back near the code that made them. For codes
+``z`` (prior samples ``z ~ N(0, I)``, or with ``images`` posterior samples ``z ~ q(z|x)``:
+spec §6.9's transition-kernel check), ``x~ = g(z)`` (decoder mean) and ``z' = mu(x~)``:
 
 * ``slope``: least-squares slope of ``z'`` on ``z`` pooled over dimensions (about ``rho``
   for a consistent AVAE; the transition kernel is ``N(rho z, (1 - rho^2) I)``);
@@ -9,7 +10,14 @@ samples ``z ~ N(0, I)``, ``x = g(z)`` (decoder mean) and ``z' = mu(x)``:
   (std of ``z'`` above 0.1): collapsed dimensions pull the pooled slope toward 0;
 * ``residual_var``: variance of ``z' - slope * z`` (about ``1 - rho^2`` minus ``sigma'^2``);
 * ``mean_distance``: mean ``||z' - z||``;
-* ``chain_drift``: mean ``||mu(x_t) - mu(x_0)||`` along ``x_{t+1} = g(mu(x_t))`` (Fig. 1).
+* ``chain_drift``: mean ``||mu(x_t) - mu(x_0)||`` along ``x_{t+1} = g(mu(x_t))`` (Fig. 1);
+* with ``images`` also ``slope_mean``: the slope of ``z'`` on the data's code ``mu(x)``. The
+  analytic coupling (the default estimator) pulls ``mu(x~)`` toward ``rho mu(x)``, not toward
+  ``rho z``: on ``z = mu + sigma eps`` the slope shrinks by ``Var(mu) / (Var(mu) + sigma^2)``.
+
+Prior samples can lie far from the codes a trained encoder gives its data (when the KL term is
+weak beside the reconstruction, the data's codes spread much less than N(0, I)), so the prior
+slope can sit far below rho where ``slope_mean`` on data is near it (RESULTS.md).
 """
 
 from typing import Dict, Optional
@@ -41,14 +49,22 @@ def autoencoding_consistency(
     batch_size: int = 250,
     seed: int = 0,
     device: Optional[str] = None,
+    images=None,
 ) -> Dict[str, object]:
     """Measures how well ``model`` encodes its own samples (see module docstring).
 
     The model's train/eval mode is restored afterwards; nothing is updated.
 
+    Args:
+        images: optional [0, 1] data; the codes are then drawn from ``q(z|x)`` for its first
+            ``n_samples`` images (the codes the AVAE's delusions come from in training), not
+            from the prior. The prior is the default: it needs no data and covers the codes
+            the decoder is sampled from.
+
     Returns:
-        dict with ``slope``, ``residual_var``, ``mean_distance`` (floats) and ``chain_drift``
-        (list of ``chain_steps + 1`` floats, the first 0).
+        dict with ``slope``, ``active_dims``, ``slope_active``, ``residual_var``,
+        ``mean_distance``, ``chain_drift`` (list of ``chain_steps + 1`` floats, the first 0),
+        and with ``images`` ``slope_mean``.
     """
     check_int(n_samples, "n_samples", minimum=2, why="a slope needs two samples")
     check_int(chain_steps, "chain_steps", minimum=0)
@@ -59,12 +75,19 @@ def autoencoding_consistency(
     latent_dim = getattr(getattr(model, "model_config", None), "latent_dim", None)
     if latent_dim is None:
         raise TypeError("model.model_config.latent_dim is needed to draw prior samples")
+    if images is not None:
+        images = check_images(images, "images", input_dim(model))
+        if len(images) < n_samples:
+            raise ValueError(f"images must hold at least n_samples={n_samples} images, got {len(images)}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    zs, zps, drift = [], [], torch.zeros(chain_steps + 1)
+    zs, zps, means, drift = [], [], [], torch.zeros(chain_steps + 1)
     with evaluated_on(device, encoder, decoder):
         for start in range(0, n_samples, batch_size):
-            z = torch.randn(min(batch_size, n_samples - start), latent_dim, generator=gen)
-            z = z.to(device)
+            z = torch.randn(min(batch_size, n_samples - start), latent_dim, generator=gen).to(device)
+            if images is not None:  # a sample of q(z|x), with the same standard normal draws
+                posterior = encoder(images[start : start + len(z)].to(device))
+                z = posterior.embedding + torch.exp(0.5 * posterior.log_covariance) * z
+                means.append(posterior.embedding.cpu())
             x = decoder(z)["reconstruction"]
             z_prime = encoder(x).embedding
             zs.append(z.cpu())
@@ -74,24 +97,32 @@ def autoencoding_consistency(
                 mu = encoder(decoder(mu)["reconstruction"]).embedding
                 drift[t] += (mu - mu0).norm(dim=1).sum().cpu()
     z, z_prime = torch.cat(zs).double(), torch.cat(zps).double()
-    slope = float((z * z_prime).sum() / (z * z).sum())
+    slope = _slope(z, z_prime)
     active = z_prime.std(dim=0) > 0.1
-    za, zpa = z[:, active], z_prime[:, active]
-    return {
+    stats = {
         "slope": slope,
         "active_dims": int(active.sum()),
-        "slope_active": float((za * zpa).sum() / (za * za).sum()) if bool(active.any()) else 0.0,
+        "slope_active": _slope(z[:, active], z_prime[:, active]) if bool(active.any()) else 0.0,
         "residual_var": float((z_prime - slope * z).var()),
         "mean_distance": float((z_prime - z).norm(dim=1).mean()),
         "chain_drift": (drift / n_samples).tolist(),
     }
+    if images is not None:
+        stats["slope_mean"] = _slope(torch.cat(means).double(), z_prime)
+    return stats
+
+
+def _slope(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Least-squares slope through the origin of ``y`` on ``x``, pooled over dimensions."""
+    return float((x * y).sum() / (x * x).sum())
 
 
 def format_consistency(name: str, stats: Dict[str, object]) -> str:
     drift = stats["chain_drift"]
+    on_mean = f", on mu(x) = {stats['slope_mean']:.3f}" if "slope_mean" in stats else ""
     return (
         f"{name}: slope of mu(g(z)) on z = {stats['slope']:.3f} ({stats['slope_active']:.3f} on "
-        f"{stats['active_dims']} active dims), residual var = "
+        f"{stats['active_dims']} active dims){on_mean}, residual var = "
         f"{stats['residual_var']:.3f}, mean ||mu(g(z)) - z|| = {stats['mean_distance']:.2f}, "
         f"chain drift after {len(drift) - 1} steps = {drift[-1]:.2f}"
     )

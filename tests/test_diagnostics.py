@@ -41,6 +41,22 @@ def test_slope_recovers_a_known_transition():
     assert "slope" in format_consistency("toy", stats)
 
 
+def test_posterior_codes_of_images():
+    # mu(x) = 0.9 (2x - 1), sigma = 1: z = mu + eps, x~ = (z + 1)/2, z' = 0.9 z
+    model = VAE(VAEConfig(input_dim=(1, 2, 2), latent_dim=4), ScaledIdentityEncoder(0.9), LinearDecoder())
+    images = torch.rand(500, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    stats = autoencoding_consistency(model, n_samples=400, chain_steps=1, images=images, batch_size=400)
+    assert stats["slope"] == pytest.approx(0.9, abs=1e-6)
+    mu = 0.9 * (images[:400].flatten(1) * 2 - 1)
+    eps = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
+    expected = float((mu * 0.9 * (mu + eps)).sum() / (mu * mu).sum())  # z' on mu(x): 0.9 plus noise
+    assert stats["slope_mean"] == pytest.approx(expected, rel=1e-5)
+    assert "on mu(x) = " in format_consistency("toy", stats)
+    assert "slope_mean" not in autoencoding_consistency(model, n_samples=400, chain_steps=1)
+    with pytest.raises(ValueError, match="images must hold at least n_samples=400 images, got 300"):
+        autoencoding_consistency(model, n_samples=400, images=images[:300])
+
+
 class CollapsedEncoder(ScaledIdentityEncoder):
     """``ScaledIdentityEncoder`` with dimensions ``dead`` collapsed to 0 (the decoder's input
     there never reaches the code)."""

@@ -211,6 +211,9 @@ def evaluate_row(args, model, row, seed, data, seconds_per_iter):
         "seconds_per_iteration": seconds_per_iter,
         "reconstruction": reconstruction_error(model, data["test_arrays"][0]),
         "consistency": autoencoding_consistency(model, n_samples=500, seed=seed),
+        # spec §6.9's check on the test images' posterior codes (results before 2026-11-28 lack it)
+        "consistency_on_test_images": autoencoding_consistency(
+            model, n_samples=min(500, len(data["test_arrays"][0])), seed=seed, images=data["test_arrays"][0]),
         "evaluation": rows,
     }
 

@@ -42,6 +42,9 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     assert set(results) == {"VAE", "AVAE-SS"}
     result = json.loads((tmp_path / "runs" / "AVAE-SS" / "seed0" / "result.json").read_text())
     assert result["iterations"] == 3 and result["seed"] == 0 and result["seconds_per_iteration"] > 0
+    on_data = result["consistency_on_test_images"]  # the posterior check, beside the prior one
+    assert "slope_mean" in on_data and "slope_mean" not in result["consistency"]
+    assert on_data["slope"] != result["consistency"]["slope"]
     assert {(r["task"], r["eps"]) for r in result["evaluation"]} == {
         (t, e) for t in ("digit", "color") for e in (0.0, 0.1)}
     table = (tmp_path / "results.md").read_text()

@@ -13,7 +13,7 @@ attack and eps, as Markdown. ``fig5.py`` runs one seed per ``--output-dir``, so 
 are combined by naming their folders; a row is combined only from runs made with the same
 settings (``settings.json`` or ``result.json``, seed aside; runs that recorded none are not
 checked), and a seed found twice stops the script instead of being counted twice. A cell
-averaged over fewer seeds than its row's names them.
+averaged over fewer seeds than its row names the seeds it has, e.g. ``81.2 (seed 0)``.
 """
 
 import argparse

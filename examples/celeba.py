@@ -32,7 +32,7 @@ import torch
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
-from pythae_avae.recipes import process_rank, train_by_name
+from pythae_avae.recipes import command_line_checkpoints, process_rank, train_by_name
 
 ARCH = "celeba-conv"
 
@@ -210,7 +210,6 @@ def main(argv=None):
     args = parse_args(argv)
     args.device = args.device or default_device()
     torch.manual_seed(args.seed)
-    os.makedirs(args.output_dir, exist_ok=True)
     print(f"CelebA | models={args.models} arch={ARCH} iterations={args.iterations} lr={args.lr} "
           f"tasks={len(args.tasks)} device={args.device} "
           f"({platform.processor() or platform.machine()}, torch {torch.__version__})")
@@ -219,6 +218,7 @@ def main(argv=None):
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
+    os.makedirs(args.output_dir, exist_ok=True)  # after the data check: a missing folder leaves nothing
     x_test = test_data[0]
     print(f"train {len(train)} images (probe fitted on {len(probe_data[0])}), "
           f"valid {len(valid) if valid else 0}, test {len(x_test)} attacked")
@@ -227,7 +227,8 @@ def main(argv=None):
     for name in args.models:
         start = time.perf_counter()
         if name not in trained:
-            trained[name] = train_one(name, args, train, valid, trained)
+            with command_line_checkpoints(args.output_dir):
+                trained[name] = train_one(name, args, train, valid, trained)
         timings[name] = time.perf_counter() - start
     if process_rank() != 0:  # under torchrun, only the first process evaluates
         return {}

@@ -24,7 +24,8 @@ from pythae_avae.evaluation import WORST, evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
-                                 aux_noise_std_note, default_device, process_rank, radius_arg, train_by_name,
+                                 aux_noise_std_note, command_line_checkpoints, default_device, process_rank,
+                                 radius_arg, train_by_name,
                                  with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
@@ -69,8 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--output-dir", help="default: outputs/color_mnist (quick), outputs/color_mnist_<preset> otherwise; "
-                                        "a rerun into the same folder continues its checkpoints")
+    p.add_argument("--output-dir", help="default: outputs/color_mnist (quick), outputs/color_mnist_<preset> otherwise, "
+                                        "with _<arch> added for another --arch than the preset's; a rerun into the "
+                                        "same folder continues its checkpoints")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--verbose", action="store_true", help="show Pythae's training logs")
     args = p.parse_args(argv)
@@ -78,8 +80,9 @@ def parse_args(argv=None):
         attr = key.replace("-", "_")
         if getattr(args, attr, None) is None:
             setattr(args, attr, value)
-    if args.output_dir is None:  # one folder per preset: another preset's runs are not this one's
-        args.output_dir = "outputs/color_mnist" + ("" if args.preset == "quick" else f"_{args.preset}")
+    if args.output_dir is None:  # one folder per preset and net: another's runs are not this one's
+        args.output_dir = ("outputs/color_mnist" + ("" if args.preset == "quick" else f"_{args.preset}")
+                           + ("" if args.arch == PRESETS[args.preset]["arch"] else f"_{args.arch}"))
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
         p.error(f"models {unknown} are not available; choose from {available_models()}")
@@ -125,10 +128,11 @@ def main(argv=None):
         if name in DELUSION_MODELS:
             config["rho"] = args.rho
         config = with_aux_noise_std(name, config, args.aux_noise_std)
-        train_by_name(name, train, test, trained, args.arch, args.latent_dim, config, args.output_dir,
-                      callbacks=[RecolorCallback()], iterations=args.iterations, batch_size=args.batch_size,
-                      learning_rate=args.lr, seed=args.seed, device=args.device,
-                      progress=not args.no_progress)
+        with command_line_checkpoints(args.output_dir):
+            train_by_name(name, train, test, trained, args.arch, args.latent_dim, config, args.output_dir,
+                          callbacks=[RecolorCallback()], iterations=args.iterations, batch_size=args.batch_size,
+                          learning_rate=args.lr, seed=args.seed, device=args.device,
+                          progress=not args.no_progress)
         timings[name] = time.perf_counter() - start
         if process_rank() != 0:  # under torchrun, every process trains and the first evaluates
             continue

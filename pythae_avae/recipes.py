@@ -5,8 +5,10 @@ Used by ``examples/`` and ``benchmarks/``; every model goes through
 """
 
 import argparse
+import contextlib
 import math
 import os
+import sys
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -14,7 +16,7 @@ import torch
 from .models.registry import MODEL_REGISTRY
 from .nets import ARCHITECTURES, build_nets
 from .pipelines import TrainingPipeline
-from .trainers.resumable import ResumableTrainerConfig, unwrap_model
+from .trainers.resumable import CheckpointMismatchError, ResumableTrainerConfig, unwrap_model
 from .validation import check_int
 
 #: command-line model name -> config class name in the registry
@@ -97,6 +99,20 @@ def available_models() -> List[str]:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def command_line_checkpoints(output_dir: str):
+    """For a script's ``main``: a checkpoint in ``output_dir`` that cannot be this command's run
+    (another setting, a longer run, an unreadable file) stops the command with the reason and
+    what to do on the command line, exit status 2, instead of a traceback ending in advice
+    (``resume=False``) that only a Python caller can take."""
+    try:
+        yield
+    except CheckpointMismatchError as err:
+        print(f"error: {err.reason}\nThis command continues the runs in --output-dir {output_dir!r}: pass another "
+              f"--output-dir for these settings, or delete that folder to start over.", file=sys.stderr)
+        raise SystemExit(2) from err
 
 
 def process_rank() -> int:

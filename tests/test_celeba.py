@@ -332,6 +332,7 @@ def test_example_explains_a_missing_folder(tmp_path, capsys):
     assert exit_info.value.code != 0
     captured = capsys.readouterr()
     assert "list_attr_celeba" in captured.out + captured.err
+    assert not (tmp_path / "o").exists()  # no empty output folder left behind
 
 
 def test_evaluation_command_reads_celeba(celeba_root, tmp_path, capsys):

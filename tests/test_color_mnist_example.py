@@ -19,6 +19,27 @@ def test_ranks_above_0_train_and_leave_the_reports_to_rank_0(tmp_path, monkeypat
     assert not (tmp_path / "table.md").exists() and not (tmp_path / "eval").exists()
 
 
+def test_a_rerun_with_other_settings_says_what_to_do_on_the_command_line(tmp_path, capsys):
+    example = load_example()
+    argv = ["--models", "VAE", "--iterations", "1", "--train-limit", "32", "--batch-size", "16", "--latent-dim", "4",
+            "--eval-n", "10", "--pgd-steps", "1", "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu"]
+    example.main(argv)
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(argv + ["--obs-var", "0.5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "model_config.obs_var=0.1 (this run: 0.5)" in err
+    assert "pass another --output-dir for these settings, or delete that folder" in err and "resume=False" not in err
+
+
+def test_default_folder_names_preset_and_another_net():
+    example = load_example()
+    assert example.parse_args([]).output_dir == "outputs/color_mnist"
+    assert example.parse_args(["--preset", "standard"]).output_dir == "outputs/color_mnist_standard"
+    assert (example.parse_args(["--preset", "standard", "--arch", "colormnist-conv-wideenc"]).output_dir
+            == "outputs/color_mnist_standard_colormnist-conv-wideenc")
+
+
 def test_tiny_run_writes_table_json_and_figures(tmp_path):
     example = load_example()
     results = example.main([

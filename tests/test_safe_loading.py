@@ -160,11 +160,16 @@ def test_a_class_refuses_another_models_folder(tmp_path):
     torch.manual_seed(0)
     build_model("AVAE", "colormnist-conv", latent_dim=4).save(str(tmp_path / "avae"))
     AVAE_SS.from_pretrained(build_model("VAE", "colormnist-conv", latent_dim=4)).save(str(tmp_path / "ss"))
-    with pytest.raises(ValueError, match=r"holds a AVAE \(config AVAEConfig\), not a GaussianVAE: load it with "
-                                         r"AVAE.load_from_folder or AutoModel.load_from_folder"):
+    with pytest.raises(ValueError, match=r"holds a model of class AVAE \(config AVAEConfig\), not GaussianVAE: load "
+                                         r"it with AVAE.load_from_folder or AutoModel.load_from_folder"):
         GaussianVAE.load_from_folder(str(tmp_path / "avae"))  # it would train without the AVAE terms
-    with pytest.raises(ValueError, match=r"holds a AVAE_SS .*not a AVAE"):
+    with pytest.raises(ValueError, match=r"holds a model of class AVAE_SS .*not AVAE:"):
         AVAE.load_from_folder(str(tmp_path / "ss"))  # its decoder would be trainable again
+    from pythae.models import VAE, VAEConfig
+
+    VAE(VAEConfig(input_dim=(1, 4, 4), latent_dim=2)).save(str(tmp_path / "pythae_vae"))
+    with pytest.raises(ValueError, match=r"class VAE \(config VAEConfig\), not AVAE: load it with VAE.load_from_folder"):
+        AVAE.load_from_folder(str(tmp_path / "pythae_vae"))  # Pythae's model: its class, not its config
     assert type(MyAVAE.load_from_folder(str(tmp_path / "avae"))) is MyAVAE  # a user's subclass: its parent's
     assert type(AutoModel.load_from_folder(str(tmp_path / "ss"))) is AVAE_SS
 
@@ -231,3 +236,20 @@ def test_a_damaged_folder_names_its_files(tmp_path):
     (tmp_path / "architecture.json").write_text(json.dumps(arch))
     with pytest.raises(RuntimeError, match=r"weights file .*model.pt.* does not fit"):
         AVAE.load_from_folder(str(tmp_path))
+
+
+def test_the_evaluation_command_names_its_own_flag_and_the_checkpoint_folder(pickled_folder, tmp_path, capsys,
+                                                                             monkeypatch):
+    from pythae_avae.evaluation.__main__ import load_model as cli_load_model
+    from pythae_avae.evaluation.__main__ import main as cli_main
+
+    folder, marker = pickled_folder
+    monkeypatch.delenv(ALLOW_PICKLE_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([str(folder), "--eval-n", "2", "--output-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "On this command line: --allow-pickle." in capsys.readouterr().err
+    assert not marker.exists()
+    run = tmp_path / "run"
+    (run / "pythae" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"a training run's model is in .*pythae/checkpoint"):
+        cli_load_model(str(run), allow_pickle=False)

@@ -59,18 +59,21 @@ def parse_args(argv=None):
     p.add_argument("--tasks", nargs="+", help=f"tasks (default colorMNIST: {' '.join(TASKS)}; "
                                               "CelebA: the 17 of CELEBA_TASKS)")
     p.add_argument("--eps", type=radius_arg, nargs="+", default=[0.0, 0.1, 0.2], help="L-inf radii on [0, 1]")
-    p.add_argument("--pgd-steps", type=int, default=100)
-    p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--pgd-steps", type=int, default=100, help="PGD iterations per restart (default 100)")
+    p.add_argument("--pgd-restarts", type=int, default=1, help="random starts per image (default 1)")
     p.add_argument("--pgd-losses", nargs="+", choices=LOSSES, default=list(LOSSES),
                    help="losses PGD maximises, in turn, each on the images the previous ones left "
                         "unbroken; an image is robust only if all fail (default: ce margin). One loss "
                         "alone is a weaker attack, for breakdowns beside the default, never instead of it")
     p.add_argument("--eval-n", type=int, default=1000, help="test images attacked with PGD")
     p.add_argument("--autoattack-n", type=int, default=0, help="test images attacked with AutoAttack (0: none)")
-    p.add_argument("--autoattack-eps", type=radius_arg, nargs="+", default=[0.1])
+    p.add_argument("--autoattack-eps", type=radius_arg, nargs="+", default=[0.1],
+                   help="AutoAttack's radii (default 0.1; PGD also runs at any missing from --eps). AutoAttack is "
+                        "slow on a CPU even on a few images when some survive APGD-CE (Square's queries)")
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks' random starts")
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--output-dir", default="outputs/evaluation")
+    p.add_argument("--output-dir", default="outputs/evaluation",
+                   help="results.md and one folder of reports per model (default outputs/evaluation)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load folders holding pickled nets (runs code from them: trusted folders only)")
     p.add_argument("--no-progress", action="store_true")
@@ -118,7 +121,9 @@ def load_model(folder: str, allow_pickle: bool):
     from pythae.models import AutoModel  # reads our models: importing pythae_avae registered them
 
     if not os.path.isfile(os.path.join(folder, "model_config.json")):
-        raise FileNotFoundError(f"{folder!r} is not a saved model folder: no model_config.json in it")
+        inside = os.path.join(folder, "pythae", "checkpoint")  # a training run's root folder
+        hint = f" (a training run's model is in {inside!r})" if os.path.isdir(inside) else ""
+        raise FileNotFoundError(f"{folder!r} is not a saved model folder: no model_config.json in it{hint}")
     return AutoModel.load_from_folder(folder, allow_pickle=allow_pickle)
 
 
@@ -144,7 +149,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         results = {name: evaluate_folder(args, folder, name, train, test, tasks)
                    for folder, name in zip(args.folders, args.names)}
     except (FileNotFoundError, PickleRefusedError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        # the refusal's advice is for Python callers; this command's way is its flag
+        advice = "\nOn this command line: --allow-pickle." if isinstance(err, PickleRefusedError) else ""
+        print(f"error: {err}{advice}", file=sys.stderr)
         raise SystemExit(2)
     losses = " and ".join({"ce": "CE"}.get(loss, loss) for loss in args.pgd_losses)
     command = "python -m pythae_avae.evaluation " + shlex.join(argv if argv is not None else sys.argv[1:])

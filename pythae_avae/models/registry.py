@@ -117,9 +117,11 @@ class PluginLoadMixin:
         folder is refused (``AutoModel.load_from_folder`` loads any)."""
         name, expected = read_config_name(dir_path), _config_cls_of(cls)
         if expected is not None and name != expected.__name__:
-            saved = MODEL_REGISTRY[name].model_cls.__name__ if name in MODEL_REGISTRY else name
-            raise ValueError(f"{dir_path!r} holds a {saved} (config {name}), not a {cls.__name__}: load it with "
-                             f"{saved}.load_from_folder or AutoModel.load_from_folder")
+            # Pythae names a model's config "<Model>Config"
+            saved = (MODEL_REGISTRY[name].model_cls.__name__ if name in MODEL_REGISTRY
+                     else name[: -len("Config")] if name.endswith("Config") else name)
+            raise ValueError(f"{dir_path!r} holds a model of class {saved} (config {name}), not {cls.__name__}: "
+                             f"load it with {saved}.load_from_folder or AutoModel.load_from_folder")
         return load_model(cls, dir_path, allow_pickle)
 
     @classmethod

@@ -60,6 +60,17 @@ RESUME_INVARIANTS = ("learning_rate", "optimizer_cls", "optimizer_params", "sche
                      "scheduler_params", "seed")
 
 
+class CheckpointMismatchError(ValueError):
+    """The output folder's checkpoint cannot be this run's (other settings, a longer run, other
+    weights, an unreadable file): the command-line scripts turn it into advice about their
+    ``--output-dir``. ``reason`` is the message without ``way_out``, the advice to a caller in
+    Python."""
+
+    def __init__(self, reason: str, way_out: str = "Use another output_dir, or resume=False to start over"):
+        super().__init__(f"{reason}. {way_out}")
+        self.reason = reason
+
+
 class NonFiniteLossError(ArithmeticError):
     """The training loss became NaN or infinite; the weights were not updated with it."""
 
@@ -130,9 +141,9 @@ def _read_checkpoint_file(folder: str, name: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file: name it and the way out
-        raise ValueError(
+        raise CheckpointMismatchError(
             f"checkpoint file {path!r} cannot be read ({short_reason(err)}); expected a "
-            f"{name} written by ResumableTrainer. Delete {folder!r}, or pass resume=False to start over"
+            f"{name} written by ResumableTrainer", f"Delete {folder!r}, or pass resume=False to start over"
         ) from err
 
 
@@ -324,24 +335,24 @@ class ResumableTrainer(BaseTrainer):
             ours.update({f"{group}.{k}": v for k, v in settings[group].items()})
         changed = named_differences(theirs, ours)
         if changed:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"cannot resume from {path}: this run differs from the one that wrote it in "
-                f"{'; '.join(changed)}. Use another output_dir, or resume=False to start over"
+                f"{'; '.join(changed)}"
             )
         last_step = self.steps_per_epoch() * self.training_config.num_epochs
         if state["global_step"] > last_step:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"cannot resume from {path}: it holds {state['global_step']} steps, more than this run's "
                 f"{last_step} ({self.training_config.num_epochs} epochs of {self.steps_per_epoch()}); its "
-                f"model is not this run's. Ask for at least {state['global_step']} steps, use another "
-                f"output_dir, or resume=False to start over"
+                f"model is not this run's",
+                f"Ask for at least {state['global_step']} steps, use another output_dir, or resume=False to start over"
             )
         try:
             unwrap_model(self.model).load_state_dict(weights["model_state_dict"])
         except RuntimeError as err:  # e.g. another architecture: the settings do not record it
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"cannot resume from {path}: its weights do not fit this run's {type(unwrap_model(self.model)).__name__} "
-                f"({short_reason(err)}); another architecture? Use another output_dir, or resume=False to start over"
+                f"({short_reason(err)}); another architecture?"
             ) from err
         # load_state_dict already puts the moments on the parameters' device and leaves Adam's
         # step count on the CPU; moving that to CUDA too would sync once per parameter per step

@@ -107,7 +107,7 @@ def test_batch_norm_must_be_a_bool(arch):
 ])
 def test_encoders_refuse_images_of_another_shape(arch, shape):
     encoder = ARCHITECTURES[arch][0](8)
-    with pytest.raises(ValueError, match=re.escape(f"takes images of shape (batch, ") + r".*got " + re.escape(str(shape))):
+    with pytest.raises(ValueError, match=re.escape("takes images of shape (batch, ") + r".*got " + re.escape(str(shape))):
         encoder(torch.rand(shape))
 
 

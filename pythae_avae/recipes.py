@@ -65,8 +65,9 @@ def radius_arg(text: str) -> float:
     """``type`` of the commands' L-inf radius flags (``--eps``, ``--autoattack-eps``, ...): refused
     when the command is parsed, not by the evaluation after training."""
     value = _finite_nonnegative(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"must be >= 0 and finite (an L-inf radius on [0, 1] pixels), got {text!r}")
+    if value is None or value > 1:  # 8 meant as 8/255 would break every image, after training
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (an L-inf radius on [0, 1] pixels: 8/255 is "
+                                         f"{8 / 255:.4f}), got {text!r}")
     return value
 
 

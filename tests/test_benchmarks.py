@@ -98,7 +98,9 @@ def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     args = table1.parse_args(["--preset", "cpu", "--seeds", "4"])
     assert args.iterations == table1.PRESETS["cpu"]["iterations"] and args.seeds == [4]  # flags win
     assert args.arch == "colormnist-conv"  # the net of the committed tables
-    assert table1.parse_args(["--preset", "paper"]).arch == table1.PRESETS["paper"]["arch"] != args.arch
+    assert table1.parse_args(["--preset", "paper", "--mnist-root", "d"]).arch == table1.PRESETS["paper"]["arch"] != args.arch
+    with pytest.raises(SystemExit):  # the paper's budget on the 4,000 embedded digits is not its preset
+        table1.parse_args(["--preset", "paper"])
     for folder in (tmp_path, tmp_path / "typo"):  # nothing to tabulate: said, not an empty table
         with pytest.raises(SystemExit, match="no finished run .* in --output-dir '.*'"):
             table1.main(["--summarize-only", "--output-dir", str(folder)])
@@ -226,7 +228,7 @@ def test_benchmarks_default_to_the_commands_delusion_noise(benchmarks):
     assert fig5.model_config(fig5.parse_args([]), "AVAE")["aux_noise_std"] == 0.3
 
 
-@pytest.mark.parametrize("value", ["-0.1", "inf", "nan", "big"])
+@pytest.mark.parametrize("value", ["-0.1", "inf", "nan", "big", "8"])  # 8: meant as 8/255
 def test_every_command_refuses_a_bad_radius_before_training(benchmarks, value, capsys):
     """One argparse type (recipes.radius_arg) for every radius flag: a bad one stops the parse,
     not the evaluation after hours of training."""
@@ -243,7 +245,7 @@ def test_every_command_refuses_a_bad_radius_before_training(benchmarks, value, c
                               (evaluation_args, "--eps", ["folder"]), (evaluation_args, "--autoattack-eps", ["folder"])):
         with pytest.raises(SystemExit):
             parse(argv + [flag, value])
-        assert (f"argument {flag}: must be >= 0 and finite (an L-inf radius on [0, 1] pixels), got '{value}'"
+        assert (f"argument {flag}: must be in [0, 1] (an L-inf radius on [0, 1] pixels: 8/255 is 0.0314), got '{value}'"
                 in capsys.readouterr().err), (parse, flag)
     assert table1.parse_args(["--eps", "0", "0.1"]).eps == [0.0, 0.1]
 

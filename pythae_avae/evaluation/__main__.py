@@ -67,7 +67,7 @@ def parse_args(argv=None):
                         "alone is a weaker attack, for breakdowns beside the default, never instead of it")
     p.add_argument("--eval-n", type=int, default=1000, help="test images attacked with PGD")
     p.add_argument("--autoattack-n", type=int, default=0, help="test images attacked with AutoAttack (0: none)")
-    p.add_argument("--autoattack-eps", type=radius_arg, nargs="+", default=[0.1],
+    p.add_argument("--autoattack-eps", type=radius_arg, nargs="+",
                    help="AutoAttack's radii (default 0.1; PGD also runs at any missing from --eps). AutoAttack is "
                         "slow on a CPU even on a few images when some survive APGD-CE (Square's queries)")
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks' random starts")
@@ -93,6 +93,9 @@ def parse_args(argv=None):
     if not 0 <= args.autoattack_n <= args.eval_n:
         p.error(f"--autoattack-n must be in [0, --eval-n = {args.eval_n}] (AutoAttack attacks the first of "
                 f"PGD's images, for the per-example worst case of both), got {args.autoattack_n}")
+    if args.autoattack_eps is not None and args.autoattack_n == 0:
+        p.error("--autoattack-eps needs --autoattack-n > 0 (AutoAttack attacks no image without it)")
+    args.autoattack_eps = args.autoattack_eps or [0.1]
     if args.data == "celeba" and args.mnist_root:
         p.error("--mnist-root is for --data colormnist; CelebA is read from --data-root")
     if args.data == "colormnist" and args.data_root:

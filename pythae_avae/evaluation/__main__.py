@@ -32,7 +32,7 @@ import torch
 
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
-from ..recipes import default_device, radius_arg
+from ..recipes import default_device, radius_arg, refuse_counts_below_one
 from .attacks import LOSSES
 from .linear_probe import default_estimator
 from .robustness import WORST, RobustnessTable, evaluate_robustness, format_table1
@@ -83,9 +83,7 @@ def parse_args(argv=None):
     args.names = args.names or args.folders
     if len(set(args.names)) != len(args.names):
         p.error(f"each folder needs its own label (--names), got {args.names}")
-    for name in ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    refuse_counts_below_one(p, args, ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"))
     if len(set(args.pgd_losses)) != len(args.pgd_losses):
         p.error(f"--pgd-losses names each loss once, got {args.pgd_losses}")
     if not args.probe_c > 0:

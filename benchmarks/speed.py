@@ -44,8 +44,8 @@ import argparse
 import contextlib
 import copy
 import io
-import logging
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -66,6 +66,7 @@ from pythae_avae import (
     SEConfig,
 )
 from pythae_avae.nets import ARCHITECTURES, build_nets
+from pythae_avae.recipes import quiet_pythae
 
 #: CPU targets from the task (paper's ConvNet colorMNIST ratios on its hardware: 1.5/4/4.7/1.5)
 TARGETS = {"AVAE": 1.4, "SE^5": 3.3, "SE-AVAE": 3.8, "AVAE-SS": 1.4}
@@ -150,6 +151,10 @@ def peak_memory(step, device):
         step()
         sync(device)
         return torch.cuda.max_memory_allocated() - base
+    # A CUDA build of torch on a machine without a GPU makes the profiler (Kineto) log its failed
+    # device probe as "ERROR: gpuGetDeviceCount failed", which reads like a broken measurement;
+    # level 5 silences Kineto's own log (read when the profiler starts; a user's setting wins).
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -290,8 +295,7 @@ def main(argv=None):
     parser.add_argument("--no-trainer", action="store_true", help="skip the trainer overhead")
     args = parser.parse_args(argv)
     device = args.device
-    for name in ("pythae", "pythae.trainers.base_trainer.base_trainer"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_pythae()
 
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"arch={args.arch} batch={args.batch_size} latent={args.latent_dim} iters={args.iters}")

@@ -32,7 +32,8 @@ import torch
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
-from pythae_avae.recipes import command_line_checkpoints, process_rank, refuse_counts_below_one, train_by_name
+from pythae_avae.recipes import command_line_checkpoints, process_rank, quiet_pythae, refuse_counts_below_one
+from pythae_avae.recipes import train_by_name
 
 ARCH = "celeba-conv"
 
@@ -68,6 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", default="outputs/celeba")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="show Pythae's training logs")
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in available_models()]
     if unknown:
@@ -203,9 +205,11 @@ def write_outputs(args, results, timings, majority, tables: Dict[str, str], head
 def main(argv=None):
     """Runs the experiment; returns ``{model: evaluation table}`` (empty on ranks > 0).
 
-    Exits with status 2 and an explanation (no traceback) when the data is missing.
+    Exits with status 2 and an explanation (no traceback) when the data is missing or malformed.
     """
     args = parse_args(argv)
+    if not args.verbose:
+        quiet_pythae()
     args.device = args.device or default_device()
     torch.manual_seed(args.seed)
     print(f"CelebA | models={args.models} arch={ARCH} iterations={args.iterations} lr={args.lr} "
@@ -213,7 +217,7 @@ def main(argv=None):
           f"({platform.processor() or platform.machine()}, torch {torch.__version__})")
     try:
         train, valid, probe_data, test_data = load_data(args)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # ValueError: a malformed list file, named
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
     os.makedirs(args.output_dir, exist_ok=True)  # after the data check: a missing folder leaves nothing

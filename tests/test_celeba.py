@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import os
 import shutil
 
@@ -124,6 +125,14 @@ class Test_Parsing:
             CelebA(celeba_root, tasks=["Smiling", "Happy"])
         with pytest.raises(ValueError, match="limit must be"):
             CelebA(celeba_root, limit=0)
+        for kwargs, message in ((dict(crop_size=0, image_size=0), "crop_size must be an int >= 1"),
+                                (dict(crop_size=100.7), "crop_size must be an int >= 1"),
+                                (dict(image_size=0), "image_size must be an int >= 1"),
+                                (dict(num_threads=-1), "num_threads must be an int >= 1"),
+                                (dict(preload="no"), "preload must be True or False"),
+                                (dict(download="False"), "download must be True or False")):
+            with pytest.raises(ValueError, match=message):
+                CelebA(celeba_root, "test", **kwargs)
 
     def test_labels_are_joined_by_file_name(self, tmp_path):
         write_celeba(tmp_path, shuffle_attr=True)  # attribute rows in reverse order
@@ -239,6 +248,18 @@ def test_cache_of_another_folder_with_the_same_file_names_is_not_reused(tmp_path
     assert not np.array_equal(a.arrays()[0][0], b.arrays()[0][0])  # image 18 is the first test image
 
 
+def test_an_interrupted_cache_build_leaves_no_temporary_file(celeba_root, tmp_path, monkeypatch):
+    def save_half_then_interrupt(file, array):
+        with open(file, "wb") as f:
+            f.write(b"\x93NUMPY half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", save_half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        CelebA(celeba_root, "test", cache_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # a full split's cache is ~2 GB a try
+
+
 def test_processes_building_one_cache_at_once_do_not_collide(celeba_root, tmp_path, monkeypatch):
     # both writers finish their temporary file before either renames it (torchrun ranks
     # sharing --cache-dir): with one temporary name the second rename finds nothing
@@ -260,7 +281,20 @@ def test_processes_building_one_cache_at_once_do_not_collide(celeba_root, tmp_pa
     np.testing.assert_array_equal(datasets[0].arrays()[0], CelebA(celeba_root, "test").arrays()[0])
 
 
-def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):
+@pytest.fixture
+def pythae_logs_at_info():
+    """Pythae's loggers at the INFO it sets on import (an earlier command in this process may have
+    quieted them), restored afterwards."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("pythae")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+    yield
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
+def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path, caplog, pythae_logs_at_info):
     example = load_celeba_example()
     out = tmp_path / "out"
     results = example.main([
@@ -270,6 +304,8 @@ def test_example_runs_end_to_end_on_a_tiny_folder(celeba_root, tmp_path):
         "--device", "cpu", "--output-dir", str(out), "--no-progress", "--lr", "1e-3",
     ])
     assert set(results) == {"VAE", "AVAE"}
+    # without --verbose Pythae logs no INFO ("Checking train dataset...", per-epoch losses): warnings only
+    assert not [r for r in caplog.records if r.name.startswith("pythae.") and r.levelno < logging.WARNING]
     written = {p.name for p in out.rglob("*") if p.is_file()}
     assert any(name.endswith(".md") for name in written) and any(name.endswith(".json") for name in written)
     # table.md shows the rows' percentages as they are, the majority rate in the same unit
@@ -333,6 +369,17 @@ def test_example_explains_a_missing_folder(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "list_attr_celeba" in captured.out + captured.err
     assert not (tmp_path / "o").exists()  # no empty output folder left behind
+
+
+def test_example_explains_a_malformed_partition_file(tmp_path, capsys):
+    base = write_celeba(tmp_path, n=4)
+    with open(os.path.join(base, "list_eval_partition.txt"), "w") as f:  # training images only
+        f.writelines(f"{file_name(i)} 0\n" for i in range(4))
+    with pytest.raises(SystemExit) as exit_info:  # exit status 2 and the reason, not a traceback
+        load_celeba_example().main(["--data-root", str(tmp_path), "--output-dir", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert "list_eval_partition.txt lists no images of split 'valid'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_evaluation_command_reads_celeba(celeba_root, tmp_path, capsys):

@@ -77,6 +77,12 @@ class Test_ColorMNIST:
         loader = torch.utils.data.DataLoader(ds, batch_size=10)
         RecolorCallback().on_epoch_begin(None, train_loader=loader, epoch=2)
         assert not np.array_equal(before, ds.color_ids)
+        subset = torch.utils.data.Subset(ds, range(20))  # wrapped: its dataset is recoloured
+        RecolorCallback().on_epoch_begin(None, train_loader=torch.utils.data.DataLoader(subset), epoch=5)
+        epoch5 = ColorMNIST("train", limit=50)
+        epoch5.set_epoch(5)
+        assert np.array_equal(ds.color_ids, epoch5.color_ids)
+        RecolorCallback().on_epoch_begin(None, train_loader=torch.utils.data.DataLoader(range(4)), epoch=1)
 
     def test_train_and_test_are_disjoint_real_digits(self):
         train, _ = load_mnist_digits("train")
@@ -119,6 +125,23 @@ class Test_Errors:
             ColorMNIST("validation")
         with pytest.raises(ValueError, match="source"):
             ColorMNIST("train", source="imagenet")
+
+    def test_full_mnist_arguments_without_its_source_are_refused(self, tmp_path):
+        # not ignored: forgetting source="torchvision" would train on the 4,000 embedded digits
+        for kwargs in (dict(root=str(tmp_path)), dict(download=True)):
+            with pytest.raises(ValueError, match="root and download are for source='torchvision'"):
+                ColorMNIST("train", **kwargs)
+
+    @pytest.mark.parametrize("kwargs, message", [
+        (dict(seed=-1), "seed must be an int >= 0"),
+        (dict(seed="3"), "seed must be an int >= 0"),
+        (dict(seed=None), "seed must be an int >= 0"),
+        (dict(recolor_each_epoch="False"), "recolor_each_epoch must be True or False"),
+        (dict(source="torchvision", root="x", download="no"), "download must be True or False"),
+    ])
+    def test_bad_seed_and_flags_are_named(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            ColorMNIST("test", **kwargs)
 
     def test_missing_torchvision_mnist_explains_how_to_get_it(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="download=True"):

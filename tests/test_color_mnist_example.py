@@ -38,6 +38,7 @@ def test_a_rerun_with_other_settings_says_what_to_do_on_the_command_line(tmp_pat
     (["--iterations", "-3"], "--iterations must be >= 1, got -3"),
     (["--eps", "8"], "must be in [0, 1]"),
     (["--preset", "paper"], "--preset paper trains on full MNIST"),
+    (["--download"], "--download needs --mnist-root DIR"),
 ])
 def test_bad_flags_are_refused_before_training(argv, message, capsys):
     with pytest.raises(SystemExit):

@@ -48,6 +48,7 @@ def test_evaluates_checkpoints_saved_models_and_pythae_models(folders, tmp_path,
     written = (tmp_path / "results.md").read_text()
     assert written.startswith("Command: `python -m pythae_avae.evaluation ")
     assert "--names AVAE VAE 'Pythae VAE'" in written  # quoted as a shell would need it
+    assert "on mu(x) of 4000 training images" in written  # the probe's data, as fitted: all embedded ones
     assert all(f"| {name} |" in written for name in names) and "AutoAttack on 8 test images" in written
 
 
@@ -67,7 +68,16 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         ([folders["VAE"], "--probe-c", "0"], "--probe-c must be > 0"),
         ([folders["VAE"], "--eval-n", "10", "--autoattack-n", "20"], "--autoattack-n must be in [0, --eval-n = 10]"),
         ([folders["VAE"], "--autoattack-n", "-1"], "--autoattack-n must be in [0, --eval-n = 1000]"),
-        ([folders["VAE"], "--pgd-losses", "ce", "ce"], "--pgd-losses names each loss once"),
+        ([folders["VAE"], "--pgd-losses", "ce", "ce"], "--pgd-losses names each value once"),
+        ([folders["VAE"], "--tasks", "digit", "digit"], "--tasks names each value once"),
+        ([folders["VAE"], "--eps", "0", "0.1", "0"], "--eps names each value once"),
+        ([folders["VAE"], "--autoattack-n", "5", "--autoattack-eps", "0.1", "0.1"],
+         "--autoattack-eps names each value once"),
+        # labels are report folders: these would share one, or write beside or above --output-dir
+        ([folders["VAE"], folders["AVAE"], "--names", "run/A", "run_A"], "share report folders"),
+        ([folders["VAE"], folders["AVAE"], "--names", "/x/m1", "x/m1"], "share report folders"),
+        ([folders["VAE"], folders["AVAE"], "--names", "..", "b"], "labels ['..'] name no folder of their own"),
+        ([folders["VAE"], "--names", "/"], "labels ['/'] name no folder of their own"),
         ([folders["VAE"], "--pgd-losses", "dlr"], "invalid choice: 'dlr'"),
         ([folders["VAE"], "--data-root", "data"], "--data-root is for --data celeba"),
         ([folders["VAE"], "--data", "celeba", "--mnist-root", "mnist"], "--mnist-root is for --data colormnist"),
@@ -75,6 +85,20 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_every_folder_is_read_before_any_model_is_evaluated(folders, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:  # a typo in the last folder costs no evaluation
+        main([folders["VAE"], str(tmp_path / "typo"), "--output-dir", str(out), *FAST])
+    assert exit_info.value.code == 2 and "typo" in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("*"))
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "model_config.json").write_text(json.dumps({"name": "NotAModel", "latent_dim": 4}))
+    with pytest.raises(SystemExit) as exit_info:  # an error, not a traceback
+        main([str(unknown), "--output-dir", str(out), *FAST])
+    assert exit_info.value.code == 2 and "NotAModel" in capsys.readouterr().err
 
 
 def test_runs_as_a_module(folders, tmp_path):

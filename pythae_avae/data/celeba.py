@@ -26,6 +26,7 @@ are imbalanced (Bald is ~2 % positive), so report the majority-class rate and th
 accuracy next to the accuracy (spec §5.2).
 """
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -40,7 +41,7 @@ from PIL import Image
 from pythae.data.datasets import DatasetOutput
 from torch.utils.data import Dataset
 
-from ..validation import check_int
+from ..validation import check_bool, check_int
 
 #: The 40 CelebA attributes, in the order of ``list_attr_celeba.txt`` (torchvision's indices).
 CELEBA_ATTRIBUTES: Tuple[str, ...] = (
@@ -305,6 +306,11 @@ class CelebA(Dataset):
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if limit is not None:
             check_int(limit, "limit", why="images, or None for all")
+        check_int(crop_size, "crop_size", why="pixels of the centre square")
+        check_int(image_size, "image_size", why="pixels of the resized side")
+        if num_threads is not None:
+            check_int(num_threads, "num_threads", why="decoding threads, or None for the CPU count")
+        check_bool(download, "download"), check_bool(preload, "preload"), check_bool(progress, "progress")
         if crop_size < image_size:
             raise ValueError(f"crop_size ({crop_size}) must be >= image_size ({image_size})")
         self.root, self.split = str(root), split
@@ -380,8 +386,13 @@ class CelebA(Dataset):
             # a temporary file of this process's own, then an atomic rename: processes
             # building the same cache at once (torchrun ranks) neither collide nor read half a file
             tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp.npy"
-            np.save(tmp, images)
-            os.replace(tmp, path)
+            try:
+                np.save(tmp, images)
+                os.replace(tmp, path)
+            except BaseException:  # an interrupted save must not leave gigabytes behind
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)
+                raise
         images = np.load(path, mmap_mode="r")
         expected = (len(self), 3, self.image_size, self.image_size)
         if images.shape != expected or images.dtype != np.uint8:

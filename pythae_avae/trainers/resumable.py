@@ -17,7 +17,8 @@ stops on a NaN loss without saying where. :class:`ResumableTrainer` keeps Pythae
   DDP the ranks agree on the step: a signal that lands after a step's flag exchange stops
   every rank after the next one.
 * **Non-finite loss**: checked before the update; raises :class:`NonFiniteLossError` with the
-  step number, leaving the weights and the last good checkpoint untouched.
+  step number, leaving the parameters and the last good checkpoint untouched (in memory,
+  BatchNorm's running statistics have seen that step's batch: resume from the checkpoint).
 * **DDP** (``torchrun --nproc_per_node=N``): NCCL on GPUs, gloo on CPU (the tested path).
   Each step's global batch (``per_device_train_batch_size × world_size`` images of one
   seeded permutation) is split across ranks, gradients are averaged by DDP, stop and NaN
@@ -331,8 +332,11 @@ class ResumableTrainer(BaseTrainer):
         for group, values in state.get("settings", {}).items():
             if group == "model_config":  # a field added since the checkpoint ran at its default
                 values = {**self._config_defaults(), **values}
+            mine = settings[group]
+            if group == "data":  # a key added since the checkpoint ran was not recorded by it
+                mine = {k: v for k, v in mine.items() if k in values}
             theirs.update({f"{group}.{k}": v for k, v in values.items()})
-            ours.update({f"{group}.{k}": v for k, v in settings[group].items()})
+            ours.update({f"{group}.{k}": v for k, v in mine.items()})
         changed = named_differences(theirs, ours)
         if changed:
             raise CheckpointMismatchError(
@@ -432,7 +436,10 @@ class ResumableTrainer(BaseTrainer):
                         stopping = stop_agreed if self.distributed else stop.signum is not None
                         epoch_loss += loss
                         global_step += 1
-                        self._position = (epoch, step_in_epoch, global_step, epoch_loss, best)
+                        # an epoch's last step is a position only once its end has run: a checkpoint
+                        # saved before would resume past the scheduler step and best-model check
+                        self._position = (epoch, step_in_epoch, global_step, epoch_loss, best) \
+                            if step_in_epoch < steps else None
                         self.callback_handler.on_train_step_end(training_config=cfg)
                         if step_in_epoch == steps:
                             self._position = None

@@ -19,7 +19,7 @@ import torch
 
 from pythae_avae.data import TASKS, ColorMNIST
 from pythae_avae.evaluation import LinearProbe, autoattack_robust_mask, pgd_robust_mask
-from pythae_avae.recipes import build_model, radius_arg
+from pythae_avae.recipes import build_model, default_device, device_arg, radius_arg
 
 
 def main(argv=None):
@@ -29,7 +29,7 @@ def main(argv=None):
     p.add_argument("--eps", type=radius_arg, default=0.1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--model-dir", help="a saved model folder (default: untrained ConvNet AVAE)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", type=device_arg, default=default_device())
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

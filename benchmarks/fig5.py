@@ -25,8 +25,8 @@ from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.models.batch_norm import AUX_BATCH_NORM_MODES
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import (DELUSION_MODELS, LR_SCHEDULES, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, default_device, epoch_budget, radius_arg, train_for_iterations,
-                                 with_aux_noise_std)
+                                 build_model, default_device, device_arg, epoch_budget, radius_arg,
+                                 train_for_iterations, with_aux_noise_std)
 from table1 import command_line, refuse_other_settings
 
 
@@ -63,7 +63,7 @@ def parse_args(argv=None):
                    help="epochs over which the delusion's terms ramp up from 0 (AVAEConfig.warmup_epoch; default: 0, "
                         "full weight from the start)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=device_arg, default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

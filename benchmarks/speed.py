@@ -66,7 +66,7 @@ from pythae_avae import (
     SEConfig,
 )
 from pythae_avae.nets import ARCHITECTURES, build_nets
-from pythae_avae.recipes import quiet_pythae
+from pythae_avae.recipes import default_device, device_arg, quiet_pythae
 
 #: CPU targets from the task (paper's ConvNet colorMNIST ratios on its hardware: 1.5/4/4.7/1.5)
 TARGETS = {"AVAE": 1.4, "SE^5": 3.3, "SE-AVAE": 3.8, "AVAE-SS": 1.4}
@@ -286,7 +286,7 @@ def main(argv=None):
                         help="nets of every model (celeba-conv: 64x64 faces)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                         help="models to time (the VAE is always timed: ratios are to it)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_arg, default=default_device())
     parser.add_argument("--trainer-epochs", type=int, default=4,
                         help="epochs for the trainer-overhead comparisons (Pythae's: epochs of 10 "
                              "iterations; ours: 1 against 1 + this many epochs of 63)")

@@ -31,7 +31,7 @@ import torch
 
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
-from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
+from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, device_arg, radius_arg
 from pythae_avae.recipes import command_line_checkpoints, process_rank, quiet_pythae, refuse_counts_below_one
 from pythae_avae.recipes import train_by_name
 
@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--autoattack", action="store_true",
                    help="also run AutoAttack (APGD-CE, FAB, Square for binary tasks; slow on CPU)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--device", type=device_arg, default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", default="outputs/celeba")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--verbose", action="store_true", help="show Pythae's training logs")

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .evaluation.features import default_device
 from .models.registry import MODEL_REGISTRY
 from .nets import ARCHITECTURES, build_nets
 from .pipelines import TrainingPipeline
@@ -72,6 +73,16 @@ def radius_arg(text: str) -> float:
     return value
 
 
+def device_arg(text: str) -> str:
+    """``type`` of the commands' ``--device`` flag: a device this machine lacks (``gpu``,
+    ``cuda`` without a GPU, ``cuda:3`` with fewer) is refused when the command is parsed, not
+    when training or the first attack starts."""
+    try:
+        return default_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def refuse_counts_below_one(parser: argparse.ArgumentParser, args: argparse.Namespace, names):
     """Stops the parse naming the flag of any count in ``names`` (attribute names) set below 1:
     checked before training, not by the evaluation after it."""
@@ -108,8 +119,6 @@ def available_models() -> List[str]:
     return [name for name, config in MODEL_NAMES.items() if config in MODEL_REGISTRY]
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextlib.contextmanager

@@ -250,6 +250,30 @@ def test_every_command_refuses_a_bad_radius_before_training(benchmarks, value, c
     assert table1.parse_args(["--eps", "0", "0.1"]).eps == [0.0, 0.1]
 
 
+def test_every_command_refuses_a_device_this_machine_lacks(benchmarks, capsys):
+    """One argparse type (recipes.device_arg) for every --device: 'gpu', or CUDA on a machine
+    without it, stopped the commands when training or the first attack started."""
+    from pythae_avae.evaluation.__main__ import parse_args as evaluation_args
+
+    import attack_speed
+    import speed
+    import weight_averaging
+
+    table1, fig5, _ = benchmarks
+    parsers = [(table1.parse_args, []), (fig5.parse_args, []), (weight_averaging.parse_args, []),
+               (speed.main, []), (attack_speed.main, []), (load_example("celeba").parse_args, []),
+               (load_example("color_mnist").parse_args, []), (evaluation_args, ["folder"])]
+    missing = f"cuda:{torch.cuda.device_count()}"
+    for parse, argv in parsers:
+        for value, message in (("gpu", "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+                               (missing, f"device={missing!r} but this machine has")):
+            with pytest.raises(SystemExit) as exit_info:
+                parse(argv + ["--device", value])
+            assert exit_info.value.code == 2
+            assert f"argument --device: {message}" in capsys.readouterr().err, (parse, value)
+    assert table1.parse_args(["--device", "cpu"]).device == "cpu"
+
+
 @pytest.mark.parametrize("value", ["-1", "inf", "nan", "sqrt"])
 def test_benchmarks_refuse_a_bad_aux_noise_std(benchmarks, value, capsys):
     table1, fig5, _ = benchmarks

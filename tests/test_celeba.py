@@ -13,7 +13,7 @@ from PIL import Image
 
 from example_scripts import load_example
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TABLE2_TASKS, CelebA
-from pythae_avae.data.celeba import find_celeba_folder, load_image, parse_attributes
+from pythae_avae.data.celeba import find_celeba_folder, load_image, parse_attributes, parse_partition
 
 N_IMAGES = 24
 #: official partition of the tiny folder: 14 train, 4 valid, 6 test
@@ -110,6 +110,17 @@ class Test_Parsing:
         path.write_text("1\nA B\n000001.jpg 1\n")
         with pytest.raises(ValueError, match="expected 3"):
             parse_attributes(str(path))
+
+    def test_an_image_listed_twice_is_refused(self, tmp_path):
+        # labels and splits are joined by file name: one of the two lines would win, unsaid
+        attr = tmp_path / "list_attr_celeba.txt"
+        attr.write_text("2\nA B\n000001.jpg 1 -1\n000001.jpg -1 1\n")
+        with pytest.raises(ValueError, match="000001.jpg is listed more than once"):
+            parse_attributes(str(attr))
+        part = tmp_path / "list_eval_partition.txt"
+        part.write_text("000001.jpg 0\n000002.jpg 0\n000001.jpg 2\n")
+        with pytest.raises(ValueError, match="000001.jpg is listed more than once"):
+            parse_partition(str(part))
 
     @pytest.mark.parametrize("split,n,first", [("train", 14, 0), ("valid", 4, 14), ("test", 6, 18), ("all", 24, 0)])
     def test_splits(self, celeba_root, split, n, first):

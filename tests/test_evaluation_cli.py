@@ -68,6 +68,8 @@ def test_bad_folders_and_arguments_are_named(folders, tmp_path, capsys):
         ([folders["VAE"], "--probe-c", "0"], "--probe-c must be > 0"),
         ([folders["VAE"], "--eval-n", "10", "--autoattack-n", "20"], "--autoattack-n must be in [0, --eval-n = 10]"),
         ([folders["VAE"], "--autoattack-n", "-1"], "--autoattack-n must be in [0, --eval-n = 1000]"),
+        ([folders["VAE"], "--seed", "-5"], "--seed must be >= 0"),
+        ([folders["VAE"], "--device", "gpu"], "argument --device: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
         ([folders["VAE"], "--pgd-losses", "ce", "ce"], "--pgd-losses names each value once"),
         ([folders["VAE"], "--tasks", "digit", "digit"], "--tasks names each value once"),
         ([folders["VAE"], "--eps", "0", "0.1", "0"], "--eps names each value once"),

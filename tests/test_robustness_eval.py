@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -164,6 +165,20 @@ def test_bad_arguments(setup):
             evaluate_robustness(encoder, train, test, attacks=("pgd", "autoattack"), autoattack_eps=bad)
     with pytest.raises(TypeError, match="pair"):
         evaluate_robustness(encoder, train[0], test)
+    # counts are checked: a negative one sliced off the last images (X[:-3]) and attacked the rest
+    for kwargs, match in (
+        (dict(n_examples=-3), "n_examples must be an int >= 1"),
+        (dict(n_examples=0), "n_examples must be an int >= 1"),
+        (dict(autoattack_n=-2), "autoattack_n must be an int >= 0"),
+        (dict(attacks=("autoattack",), autoattack_n=0), "autoattack_n must be an int >= 1"),
+        (dict(batch_size=0), "batch_size must be an int >= 1"),
+        (dict(seed=-5), "seed must be an int >= 0"),
+        (dict(seed=1.5), "seed must be an int >= 0"),
+        (dict(device="gpu"), "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+        (dict(device=f"cuda:{torch.cuda.device_count()}"), "CUDA device"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(match)):
+            evaluate_robustness(encoder, train, test, **kwargs)
 
 
 def test_robustbench_imports_beside_pyautoattack():

@@ -151,6 +151,15 @@ def _read_rows(path: str) -> Tuple[List[str], List[List[str]]]:
     return [], lines
 
 
+def _first_repeat(names) -> str:
+    seen = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    raise AssertionError("no name is repeated")
+
+
 def parse_attributes(path: str) -> Tuple[List[str], List[str], np.ndarray]:
     """Reads ``list_attr_celeba.txt`` (or Kaggle's ``.csv``).
 
@@ -161,7 +170,8 @@ def parse_attributes(path: str) -> Tuple[List[str], List[str], np.ndarray]:
         ``(attribute names, file names, (N, 40) int64 labels in {0, 1})``; -1 becomes 0.
 
     Raises:
-        ValueError: a malformed file (wrong number of fields, values other than -1 / 1).
+        ValueError: a malformed file (wrong number of fields, values other than -1 / 1, an
+            image listed twice).
     """
     header, rows = _read_rows(path)
     if not path.endswith(".csv"):
@@ -178,6 +188,8 @@ def parse_attributes(path: str) -> Tuple[List[str], List[str], np.ndarray]:
             f"(a file name and {len(header)} attributes): {rows[bad][:3]}..."
         )
     names = [row[0] for row in rows]
+    if len(set(names)) != len(names):  # images are joined to their labels by name: one of two would be dropped
+        raise ValueError(f"{path}: {_first_repeat(names)} is listed more than once")
     values = np.array([row[1:] for row in rows], dtype=np.int64).reshape(len(rows), len(header))
     if not np.isin(values, (-1, 1)).all():
         raise ValueError(f"{path}: attribute values must be -1 or 1, found {np.unique(values)}")
@@ -191,6 +203,8 @@ def parse_partition(path: str) -> Dict[str, int]:
         partition = {row[0]: int(row[1]) for row in rows}
     except (IndexError, ValueError) as err:
         raise ValueError(f"{path}: lines must be '<file name> <0|1|2>'") from err
+    if len(partition) != len(rows):  # the dict kept one of them: which split holds it would be a guess
+        raise ValueError(f"{path}: {_first_repeat(row[0] for row in rows)} is listed more than once")
     if not set(partition.values()) <= {0, 1, 2}:
         raise ValueError(f"{path}: partitions must be 0, 1 or 2, found {sorted(set(partition.values()))}")
     return partition

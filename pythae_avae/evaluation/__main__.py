@@ -32,8 +32,9 @@ import torch
 
 from ..data import CELEBA_ATTRIBUTES, CELEBA_TASKS, TASKS, CelebA, ColorMNIST
 from ..models.serialization import PickleRefusedError
-from ..recipes import default_device, radius_arg, refuse_counts_below_one
+from ..recipes import device_arg, radius_arg, refuse_counts_below_one
 from .attacks import LOSSES
+from .features import default_device
 from .linear_probe import default_estimator
 from .robustness import WORST, RobustnessTable, evaluate_robustness, format_table1
 
@@ -71,7 +72,7 @@ def parse_args(argv=None):
                    help="AutoAttack's radii (default 0.1; PGD also runs at any missing from --eps). AutoAttack is "
                         "slow on a CPU even on a few images when some survive APGD-CE (Square's queries)")
     p.add_argument("--seed", type=int, default=0, help="seeds the attacks' random starts")
-    p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--device", type=device_arg, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", default="outputs/evaluation",
                    help="results.md and one folder of reports per model (default outputs/evaluation)")
     p.add_argument("--allow-pickle", action="store_true",
@@ -99,6 +100,9 @@ def parse_args(argv=None):
             p.error(f"--{flag.replace('_', '-')} names each value once, got {values}")
     if not args.probe_c > 0:
         p.error(f"--probe-c must be > 0, got {args.probe_c}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    args.device = default_device(args.device)
     if not 0 <= args.autoattack_n <= args.eval_n:
         p.error(f"--autoattack-n must be in [0, --eval-n = {args.eval_n}] (AutoAttack attacks the first of "
                 f"PGD's images, for the per-example worst case of both), got {args.autoattack_n}")
@@ -159,7 +163,6 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Runs the evaluation; returns ``{name: RobustnessTable}``. Exits with status 2 and a
     message (no traceback) when a folder or the data cannot be read."""
     args = parse_args(argv)
-    args.device = args.device or default_device()
     try:
         # every folder is read before the data and the first attack: a typo in the last folder
         # must not cost the evaluation of the ones before it

@@ -21,7 +21,29 @@ def as_encoder(model_or_encoder) -> torch.nn.Module:
 
 
 def default_device(device: Optional[str] = None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` once checked, or ``"cuda"`` when this machine has a GPU and ``"cpu"`` otherwise.
+
+    Raises:
+        ValueError: ``device`` is no device this machine has (``"gpu"``, ``"cuda"`` without a
+            GPU, ``"cuda:3"`` with fewer GPUs): refused before any work rather than failing in
+            the first tensor move, minutes into an evaluation.
+    """
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (parsed.index or 0) >= count:
+            raise ValueError(f"device={device!r} but this machine has {count} CUDA device(s); use device='cpu'")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device={device!r} but MPS is not available here; use device='cpu'")
+    elif parsed.type != "cpu":
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+    return device
 
 
 def check_images(X, name: str = "X", shape: Optional[Sequence[int]] = None) -> torch.Tensor:

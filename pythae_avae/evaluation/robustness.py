@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..validation import check_int
 from .attacks import LOSSES, autoattack_config, autoattack_robust_mask, check_eps, correct_mask, pgd_robust_mask
 from .features import as_encoder, check_images, default_device
 from .linear_probe import LinearProbe, fit_probes
@@ -155,12 +156,20 @@ def evaluate_robustness(
     if "pgd" in attacks and (isinstance(pgd_losses, str) or not pgd_losses):
         raise ValueError(f"pgd_losses must be a non-empty sequence of {LOSSES}, got {pgd_losses!r}")
     radii = _radii(attacks, _radius_list(eps, "eps"), autoattack_eps)
+    # a negative count would slice off the last images (X[:-3]): a table of other images, unsaid
+    if n_examples is not None:
+        check_int(n_examples, "n_examples", why="test images to attack, or None for all")
+    if autoattack_n is not None:
+        check_int(autoattack_n, "autoattack_n", minimum=1 if "autoattack" in attacks else 0,
+                  why="AutoAttack's first test images, or None for all of n_examples")
+    check_int(batch_size, "batch_size", why="images per forward pass")
+    check_int(seed, "seed", minimum=0, why="seeds the attacks' random starts")
+    device = default_device(device)
     X_test, y_test = _as_data(test_data, "test_data")
     tasks = list(tasks) if tasks is not None else list(y_test)
     _check_tasks(tasks, y_test, "test_data")
     if n_examples is not None:
         X_test, y_test = X_test[:n_examples], {t: y[:n_examples] for t, y in y_test.items()}
-    device = default_device(device)
     encoder = as_encoder(model)
     if probes is None:
         X_train, y_train = _as_data(train_data, "train_data")

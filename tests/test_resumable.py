@@ -350,6 +350,54 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(p).all() for p in pipeline.trainer.model.parameters())  # not updated
 
 
+def test_nan_loss_after_resume_from_names_that_checkpoint(tmp_path):
+    run(tmp_path / "source", iterations=2)
+    source = latest_checkpoint(str(tmp_path / "source" / "pythae"))
+    model = fresh()
+    NaNAt(model, at=2)  # step 3 (this run's first) is NaN, before this run wrote a checkpoint
+    config = ResumableTrainerConfig(output_dir=str(tmp_path / "copy"), num_epochs=4, per_device_train_batch_size=16,
+                                    learning_rate=1e-3, seed=0, no_cuda=True, checkpoint_every=100,
+                                    resume_from=source)
+    with pytest.raises(NonFiniteLossError, match=re.escape(f"last good checkpoint: {source} (step 2)")):
+        TrainingPipeline(model, config)(DATA)
+
+
+def test_amp_is_a_setting_a_resume_keeps_and_checkpoints_before_it_still_resume(tmp_path):
+    run(tmp_path, iterations=2)
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+
+    def config():  # run()'s settings, 4 steps (Pythae turns amp off without CUDA: no_cuda=True here)
+        return ResumableTrainerConfig(output_dir=str(tmp_path / "pythae"), num_epochs=2,
+                                      per_device_train_batch_size=16, learning_rate=1e-3, seed=0, no_cuda=True)
+
+    recorded = torch.load(path, weights_only=True)
+    recorded["settings"]["training"]["amp"] = True  # as a run with mixed precision on a GPU writes it
+    torch.save(recorded, path)
+    with pytest.raises(ValueError, match=r"training\.amp=True \(this run: False\)"):
+        TrainingPipeline(fresh(), config())(DATA)
+    del recorded["settings"]["training"]["amp"]  # as written before amp was recorded
+    torch.save(recorded, path)
+    counter = CountSteps()
+    TrainingPipeline(fresh(), config())(DATA, callbacks=[counter])
+    assert counter.steps == 2
+
+
+def test_a_checkpoint_is_flushed_to_disk_before_it_replaces_the_last_one(tmp_path, monkeypatch):
+    from pythae_avae.trainers import resumable
+
+    flushed, renames = [], []
+    real_fsync, real_rename = resumable._fsync, os.rename
+    monkeypatch.setattr(resumable, "_fsync", lambda p: (flushed.append(os.path.basename(p)), real_fsync(p)))
+    monkeypatch.setattr(resumable.os, "rename", lambda a, b: (renames.append((len(flushed), b)), real_rename(a, b)))
+    run(tmp_path, iterations=2)
+    out = str(tmp_path / "pythae")
+    assert {"model.pt", "model_config.json", "trainer_state.pt", "checkpoint.tmp"} <= set(flushed)
+    # the folder's files and entry were flushed before the swap, the swap itself after it
+    swap = next(n for n, target in renames if target == os.path.join(out, "checkpoint"))
+    assert {"model.pt", "trainer_state.pt", "checkpoint.tmp"} <= set(flushed[:swap])
+    assert "pythae" in flushed[swap:]
+
+
 def test_cosine_schedule_anneals_to_zero_and_a_stage_resumes_into_the_same_schedule(tmp_path):
     def cosine(out, iterations, callbacks=()):
         return train_for_iterations(fresh(), DATA, iterations=iterations, batch_size=16, output_dir=str(out),

@@ -58,7 +58,7 @@ TRAINER_STATE = "trainer_state.pt"
 #: state would otherwise keep the checkpoint's learning rate without a word, and a new seed
 #: would splice two step sequences into one run.
 RESUME_INVARIANTS = ("learning_rate", "optimizer_cls", "optimizer_params", "scheduler_cls",
-                     "scheduler_params", "seed")
+                     "scheduler_params", "seed", "amp")
 
 
 class CheckpointMismatchError(ValueError):
@@ -135,6 +135,20 @@ def named_differences(recorded: dict, ours: dict, ours_label: str = "this run") 
     """``key=<recorded> (<ours_label>: <ours>)`` for every key whose value differs, sorted."""
     return [f"{k}={recorded.get(k)!r} ({ours_label}: {ours.get(k)!r})"
             for k in sorted(set(recorded) | set(ours)) if recorded.get(k) != ours.get(k)]
+
+
+def _fsync(path: str):
+    """Flushes a file, or a folder's entries (renames), to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if os.path.isdir(path):  # Windows cannot open a folder to flush it: skipped there
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_checkpoint_file(folder: str, name: str):
@@ -273,10 +287,11 @@ class ResumableTrainer(BaseTrainer):
     def _save_checkpoint(self, epoch, step_in_epoch, global_step, epoch_loss, best):
         if self.distributed:  # every rank saves together: resumed, each takes the ranks' mean
             epoch_loss = self._all_reduce([epoch_loss])[0] / self.world_size  # (same epoch sum)
-        if not self.is_main_process:
-            return
         out = self.training_config.output_dir
         path, tmp, old = (os.path.join(out, CHECKPOINT + s) for s in ("", ".tmp", ".old"))
+        if not self.is_main_process:  # rank 0 writes it; every rank's NaN message names it
+            self.last_checkpoint, self.last_checkpoint_step = path, global_step
+            return
         shutil.rmtree(tmp, ignore_errors=True)
         unwrap_model(self.model).save(tmp)
         meter = self._term_meter()
@@ -290,12 +305,18 @@ class ResumableTrainer(BaseTrainer):
             "settings": self._resume_settings(),
             "term_meter": meter.state() if meter is not None else None,
         }, os.path.join(tmp, TRAINER_STATE))
+        # on disk before the swap: after a power cut (not only a kill) the folder named checkpoint
+        # is then complete, or the swap had not happened and the previous one is still there
+        for name in os.listdir(tmp):
+            _fsync(os.path.join(tmp, name))
+        _fsync(tmp)
         if os.path.isdir(path):
             shutil.rmtree(old, ignore_errors=True)
             os.rename(path, old)
         os.rename(tmp, path)
+        _fsync(out)  # the renames too: a checkpoint that reached the disk is found after a power cut
         shutil.rmtree(old, ignore_errors=True)
-        self.last_checkpoint_step = global_step
+        self.last_checkpoint, self.last_checkpoint_step = path, global_step
 
     def _term_meter(self):
         return getattr(unwrap_model(self.model), "term_meter", None)
@@ -333,7 +354,7 @@ class ResumableTrainer(BaseTrainer):
             if group == "model_config":  # a field added since the checkpoint ran at its default
                 values = {**self._config_defaults(), **values}
             mine = settings[group]
-            if group == "data":  # a key added since the checkpoint ran was not recorded by it
+            if group != "model_config":  # a key added since the checkpoint ran (e.g. "amp") was not recorded
                 mine = {k: v for k, v in mine.items() if k in values}
             theirs.update({f"{group}.{k}": v for k, v in values.items()})
             ours.update({f"{group}.{k}": v for k, v in mine.items()})
@@ -411,7 +432,7 @@ class ResumableTrainer(BaseTrainer):
         global_step = state["global_step"] if state else 0
         epoch_loss = state["epoch_loss"] if state and start else 0.0
         best = state["best"] if state else {"eval": math.inf, "train": math.inf, "model": None}
-        self.last_checkpoint_step = global_step if state else None
+        self.last_checkpoint, self.last_checkpoint_step = (resume, global_step) if state else (None, None)
         # what a checkpoint written now would hold; None while the weights and it disagree
         # (inside an optimizer step or an epoch's end), so a stray KeyboardInterrupt
         # (e.g. a second Ctrl-C) still saves a consistent checkpoint when it can
@@ -488,9 +509,9 @@ class ResumableTrainer(BaseTrainer):
         if stop_flag and stop.signum is None:
             stop.signum = signal.SIGTERM  # another rank was asked to stop
         if bad:
-            where = (f"last good checkpoint: {latest_checkpoint(self.training_config.output_dir)} "
-                     f"(step {self.last_checkpoint_step})" if self.last_checkpoint_step is not None
-                     else "no checkpoint was written yet")
+            # after resume_from and before this run's first checkpoint, the good one is resume_from
+            where = (f"last good checkpoint: {self.last_checkpoint} (step {self.last_checkpoint_step})"
+                     if self.last_checkpoint is not None else "no checkpoint was written yet")
             raise NonFiniteLossError(
                 f"training loss is {value} at step {global_step} (epoch {epoch}); the weights were "
                 f"not updated with it; {where}. Lower learning_rate or check the data."

@@ -108,11 +108,14 @@ def parse_key_values(items: Sequence[str]) -> Dict[str, object]:
 
 def load_data(args):
     """Training and validation datasets (uint8 in memory) and the probe/test arrays."""
-    common = dict(root=args.data_root, tasks=args.tasks, cache_dir=args.cache_dir, preload=True,
-                  progress=not args.no_progress)
-    train = CelebA(split="train", limit=args.train_limit, download=args.download, **common)
-    valid = CelebA(split="valid", limit=args.valid_n, **common) if args.valid_n > 0 else None
-    test = CelebA(split="test", limit=args.eval_n, **common)
+    # every split's lists and first image are checked before any is decoded: a split missing
+    # from the partition file is reported at once, not after minutes of decoding the training set
+    train = CelebA(args.data_root, "train", tasks=args.tasks, limit=args.train_limit, download=args.download)
+    valid = CelebA(args.data_root, "valid", tasks=args.tasks, limit=args.valid_n) if args.valid_n > 0 else None
+    test = CelebA(args.data_root, "test", tasks=args.tasks, limit=args.eval_n)
+    for split in (train, valid, test):
+        if split is not None:
+            split.load(args.cache_dir, progress=not args.no_progress)
     probe_n = min(args.probe_n, len(train))
     # only the probe subset is converted to float32: the full split would take 8 GB
     x_probe = train.images_uint8()[:probe_n].astype(np.float32) / 255.0

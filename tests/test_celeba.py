@@ -198,6 +198,11 @@ class Test_Images:
         again = CelebA(celeba_root, "test", cache_dir=str(tmp_path))  # read back
         np.testing.assert_array_equal(cached.arrays()[0], x)
         np.testing.assert_array_equal(again[5].data.numpy(), x[5])
+        later = CelebA(celeba_root, "test")  # decoded after construction, e.g. once every split is checked
+        assert later.images is None and later.load() is later
+        np.testing.assert_array_equal(later.arrays()[0], x)
+        np.testing.assert_array_equal(CelebA(celeba_root, "test").load(str(tmp_path)).arrays()[0], x)
+        assert len(list(tmp_path.glob("*.npy"))) == 1  # the cache made above, read back
 
     def test_positive_rates(self, celeba_root):
         rates = CelebA(celeba_root, "all").positive_rates(["Bald"])
@@ -382,7 +387,13 @@ def test_example_explains_a_missing_folder(tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # no empty output folder left behind
 
 
-def test_example_explains_a_malformed_partition_file(tmp_path, capsys):
+def test_example_explains_a_malformed_partition_file(tmp_path, capsys, monkeypatch):
+    from pythae_avae.data import celeba
+
+    decoded = []  # the training split takes minutes to decode: the lists are checked first
+    real_load_images = celeba.load_images
+    monkeypatch.setattr(celeba, "load_images", lambda paths, *a, **k: (decoded.append(len(paths)),
+                                                                        real_load_images(paths, *a, **k))[1])
     base = write_celeba(tmp_path, n=4)
     with open(os.path.join(base, "list_eval_partition.txt"), "w") as f:  # training images only
         f.writelines(f"{file_name(i)} 0\n" for i in range(4))
@@ -391,6 +402,7 @@ def test_example_explains_a_malformed_partition_file(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "list_eval_partition.txt lists no images of split 'valid'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    assert decoded == []
 
 
 def test_evaluation_command_reads_celeba(celeba_root, tmp_path, capsys):

@@ -339,10 +339,21 @@ class CelebA(Dataset):
             self._locate(limit)
         self.tasks = self._check_tasks(tasks)
         self.images: Optional[np.ndarray] = None
+        if preload or cache_dir is not None:
+            self.load(cache_dir, num_threads, progress)
+
+    def load(self, cache_dir: Optional[str] = None, num_threads: Optional[int] = None, progress: bool = False):
+        """Decodes the split's images into memory (uint8; from or into ``cache_dir``'s ``.npy``
+        when given): ``preload=True`` at construction, or later, e.g. once every split's lists
+        have been checked (decoding the training split takes minutes). Returns ``self``."""
+        if num_threads is not None:
+            check_int(num_threads, "num_threads", why="decoding threads, or None for the CPU count")
+        check_bool(progress, "progress")
         if cache_dir is not None:
             self.images = self._cached_images(cache_dir, num_threads, progress)
-        elif preload:
-            self.images = load_images(self.paths(), crop_size, image_size, num_threads, progress)
+        else:
+            self.images = load_images(self.paths(), self.crop_size, self.image_size, num_threads, progress)
+        return self
 
     def _locate(self, limit: Optional[int]):
         self.folder = find_celeba_folder(self.root)

@@ -279,6 +279,19 @@ def summarize(args, results):
     return "\n".join(lines)
 
 
+def budget_rounding(args, n_train: int) -> str:
+    """What the rows run for ``--iterations`` where it is not a whole number of their epochs,
+    as `` (...)``, or ``""``."""
+    per_epoch, epochs = epoch_budget(args.iterations, n_train, args.batch_size)
+    ss_epoch, ss_steps = data_free_budget(args.iterations)
+    rounded = []
+    if per_epoch * epochs != args.iterations:
+        rounded.append(f"rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps")
+    if "AVAE-SS" in args.rows and ss_steps != args.iterations:
+        rounded.append(f"AVAE-SS whole epochs of {ss_epoch}: {ss_steps:,} steps")
+    return f" ({', '.join(rounded)})" if rounded else ""
+
+
 def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
          output_dir="benchmarks/results/table1", aux_noise_std=COMMAND_AUX_NOISE_STD,
          script="benchmarks/table1.py"):
@@ -290,7 +303,8 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
     gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
     machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}{gpu}"
-    print(f"{title} | {machine} | rows={args.rows} seeds={args.seeds} iterations={args.iterations}")
+    rounding = budget_rounding(args, len(train))
+    print(f"{title} | {machine} | rows={args.rows} seeds={args.seeds} iterations={args.iterations}{rounding}")
     trained = {}
     for seed in args.seeds:
         for row in args.rows:
@@ -313,14 +327,6 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     table = summarize(args, results)
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
-    per_epoch, epochs = epoch_budget(args.iterations, len(train), args.batch_size)
-    ss_epoch, ss_steps = data_free_budget(args.iterations)
-    rounded = []
-    if per_epoch * epochs != args.iterations:
-        rounded.append(f"rows trained on images run whole epochs of {per_epoch} batches: {per_epoch * epochs:,} steps")
-    if "AVAE-SS" in args.rows and ss_steps != args.iterations:
-        rounded.append(f"AVAE-SS whole epochs of {ss_epoch}: {ss_steps:,} steps")
-    rounding = f" ({', '.join(rounded)})" if rounded else ""
     note = (
         f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
         f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}{aux_noise_std_note(args.aux_noise_std)}, "

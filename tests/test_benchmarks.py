@@ -52,7 +52,8 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     assert f"This table: python benchmarks/table1.py {' '.join(argv)}" in table
     # 3 iterations on 4,000 images at batch 64: the data-trained rows ran one epoch of 63 steps
     assert "3 iterations (rows trained on images run whole epochs of 63 batches: 63 steps)," in table
-    capsys.readouterr()
+    # and so does the first line the command prints, before hours of training
+    assert "iterations=3 (rows trained on images run whole epochs of 63 batches: 63 steps)" in capsys.readouterr().out
 
     again = table1.main(argv)  # finished runs are read back, not retrained
     out = capsys.readouterr().out

@@ -28,6 +28,19 @@ class Test_Colors:
         with pytest.raises(ValueError, match="color ids"):
             colorize(np.ones((1, 28, 28)), np.array([0]))
 
+    @pytest.mark.parametrize("gray,ids,match", [
+        (np.full((2, 28, 28), 255, np.uint8), [1, 2], "gray must be"),  # 0..255 digits: 255 times too bright
+        (np.full((2, 28, 28), 2.0), [1, 2], r"gray must hold pixels in \[0, 1\]"),
+        (np.full((2, 28, 28), np.nan), [1, 2], r"gray must hold pixels in \[0, 1\]"),
+        (np.ones((2, 3, 28, 28)), [1, 2], "gray must be"),
+        (np.ones((2, 28, 28)), [3], "color_ids must be 2 integers"),  # one id painted every image
+        (np.ones((2, 28, 28)), [1.0, 2.0], "color_ids must be 2 integers"),
+    ])
+    def test_colorize_names_bad_images_and_ids(self, gray, ids, match):
+        with pytest.raises(ValueError, match=match):
+            colorize(gray, np.array(ids))
+        assert colorize(np.ones((2, 28, 28)), np.array([1, 4])).shape == (2, 3, 28, 28)
+
 
 class Test_ColorMNIST:
     def test_shapes_range_and_labels(self, test_set):

@@ -40,9 +40,22 @@ def color_masks() -> np.ndarray:
 
 
 def colorize(gray: np.ndarray, color_ids: np.ndarray) -> np.ndarray:
-    """Paints ``(N, 28, 28)`` grey images in [0, 1] with colour ids in 1..7 -> ``(N, 3, 28, 28)``."""
-    color_ids = np.asarray(color_ids)
-    if color_ids.min() < 1 or color_ids.max() > N_COLORS:
+    """Paints ``(N, H, W)`` grey images in [0, 1] with colour ids in 1..7 -> ``(N, 3, H, W)``.
+
+    Raises:
+        ValueError: ``gray`` is not ``(N, H, W)`` floats in [0, 1] (uint8 digits in 0..255 would
+            make images 255 times too bright), or ``color_ids`` is not ``N`` integers in 1..7
+            (one id would otherwise paint every image).
+    """
+    gray, color_ids = np.asarray(gray), np.asarray(color_ids)
+    if gray.ndim != 3 or not np.issubdtype(gray.dtype, np.floating):
+        raise ValueError(f"gray must be (N, H, W) floats in [0, 1], got {gray.dtype} of shape {gray.shape}")
+    if gray.size and not (np.isfinite(gray).all() and gray.min() >= 0 and gray.max() <= 1):
+        raise ValueError(f"gray must hold pixels in [0, 1], got values in [{gray.min()}, {gray.max()}]")
+    if color_ids.shape != (len(gray),) or not np.issubdtype(color_ids.dtype, np.integer):
+        raise ValueError(f"color_ids must be {len(gray)} integers (one per image), got {color_ids.dtype} "
+                         f"of shape {color_ids.shape}")
+    if color_ids.size and (color_ids.min() < 1 or color_ids.max() > N_COLORS):
         raise ValueError(f"color ids must be in 1..{N_COLORS}, got {color_ids.min()}..{color_ids.max()}")
     masks = color_masks()[color_ids]  # (N, 3)
     return gray[:, None, :, :].astype(np.float32) * masks[:, :, None, None]

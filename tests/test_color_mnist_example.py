@@ -22,13 +22,14 @@ def test_ranks_above_0_train_and_leave_the_reports_to_rank_0(tmp_path, monkeypat
 def test_a_rerun_with_other_settings_says_what_to_do_on_the_command_line(tmp_path, capsys):
     example = load_example()
     argv = ["--models", "VAE", "--iterations", "1", "--train-limit", "32", "--batch-size", "16", "--latent-dim", "4",
-            "--eval-n", "10", "--pgd-steps", "1", "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu"]
+            "--eval-n", "10", "--pgd-steps", "1", "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu",
+            "--obs-var", "0.3"]
     example.main(argv)
     with pytest.raises(SystemExit) as exit_info:
-        example.main(argv + ["--obs-var", "0.5"])
+        example.main(argv + ["--obs-var", "0.5"])  # the last flag wins
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "model_config.obs_var=0.1 (this run: 0.5)" in err
+    assert "model_config.obs_var=0.3 (this run: 0.5)" in err
     assert "pass another --output-dir for these settings, or delete that folder" in err and "resume=False" not in err
 
 
@@ -83,7 +84,7 @@ def test_tiny_run_writes_table_json_and_figures(tmp_path):
     for name in ("AVAE", "AVAE-SS"):  # the delusion's std reaches both delusion models
         saved = tmp_path / "runs" / name / "pythae" / "checkpoint" / "model_config.json"
         assert json.loads(saved.read_text())["aux_noise_std"] == 0.3
-        assert json.loads(saved.read_text())["obs_var"] == 0.1  # the quick preset's v
+        assert json.loads(saved.read_text())["obs_var"] == example.PRESETS["quick"]["obs_var"] == 0.5
 
 
 def test_presets_and_bad_model_names():
@@ -91,9 +92,11 @@ def test_presets_and_bad_model_names():
     args = example.parse_args(["--preset", "quick"])
     assert args.iterations == example.PRESETS["quick"]["iterations"]
     assert example.parse_args(["--iterations", "7"]).iterations == 7
-    # the quick preset's v suits its short budget; the longer ones keep the official 0.5; flags win
-    assert args.obs_var == 0.1 and example.parse_args(["--preset", "standard"]).obs_var == 0.5
+    # every preset has the official v; the quick one a larger step, robust sooner; flags win
+    standard = example.parse_args(["--preset", "standard"])
+    assert args.obs_var == standard.obs_var == 0.5 and (args.lr, standard.lr) == (4e-3, 1e-3)
     assert example.parse_args(["--obs-var", "0.3"]).obs_var == 0.3
+    assert example.parse_args(["--lr", "1e-3"]).lr == 1e-3
     # the longer presets take the most robust net measured (RESULTS.md, Fig. 5 section); flags win
     assert args.arch == "colormnist-conv"
     assert example.parse_args(["--preset", "standard"]).arch == example.PRESETS["standard"]["arch"] != args.arch

@@ -161,7 +161,10 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
     def make_output(self, vae: dict, **extra_terms: torch.Tensor) -> ModelOutput:
         """Batch-mean loss ``recon + KL + sum(extra_terms)`` and every term under its own key.
 
-        Extra terms are per-example tensors; each is returned as ``<name>_loss``.
+        Extra terms are per-example tensors; each is returned as ``<name>_loss``. The
+        reconstruction term leaves out its constant ``(D/2) log(2 pi v)`` (as Pythae does) while
+        the coupling and entropy terms keep theirs, so ``loss`` is a negative ELBO up to that
+        constant: compare it between runs with the same ``obs_var`` and input size only.
         """
         terms = {"recon_loss": vae["recon"].mean(), "reg_loss": vae["kl"].mean()}
         terms.update({f"{name}_loss": value.mean() for name, value in extra_terms.items()})

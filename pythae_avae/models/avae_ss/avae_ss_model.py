@@ -84,7 +84,10 @@ class AVAE_SS(AVAE):
                 pretrained config shares with it (``input_dim``, ``latent_dim``,
                 ``reconstruction_loss``, ``obs_var``, ...) are inherited unless given here. A
                 Pythae VAE with ``reconstruction_loss="mse"`` was trained with ``SSE/2``, so
-                ``obs_var`` defaults to 1 for it.
+                ``obs_var`` defaults to 1 for it, and with it the delusion's noise std
+                (``sqrt(obs_var)``, AVAE's default): pixel noise of std 1 on [0, 1] images.
+                Pass ``aux_noise_std`` to set it apart (the colorMNIST commands use 0.3,
+                measured more robust than larger stds for AVAE; RESULTS.md, Fig. 5 section).
 
         Returns:
             An :class:`AVAE_SS` with deep copies of the encoder and decoder.

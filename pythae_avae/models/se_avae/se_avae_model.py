@@ -25,7 +25,9 @@ class SE_AVAE(SE, AVAE):
 
     ``x~_s`` is encoded with ``x``, as in SE, and ``x~_a`` alone, as in AVAE (``x~_a`` needs
     the code of ``x`` first, so the three cannot share one batch); ``se_batch="delusion"``
-    encodes ``x~_s`` with ``x~_a`` instead (see :class:`SE_AVAE_Config`).
+    encodes ``x~_s`` with ``x~_a`` instead (see :class:`SE_AVAE_Config`). ``warmup_epoch``
+    (AVAE's) ramps the delusion's terms only: the SE branch has full weight from the first step,
+    as in SE.
 
     Output keys: AVAE's (``recon_loss``, ``reg_loss``, ``coupling_loss``, ``entropy_loss``)
     plus SE's extra terms (``aux_recon_loss``, ``se_coupling_loss``, ``se_entropy_loss``),

@@ -79,6 +79,9 @@ def parse_args(argv=None):
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
         p.error(f"--rho-iterations must be one of --stages {args.stages}, got {args.rho_iterations}")
+    if args.rho in args.rhos:  # two runs at one rho: the curve against rho would double back
+        p.error(f"--rhos must not repeat --rho {args.rho:g}: the iteration sweep's AVAE is the rho = {args.rho:g} "
+                "point of the rho curve")
     if args.lr_schedule != "constant" and args.rhos and args.rho_iterations != args.stages[-1]:
         p.error(f"--lr-schedule {args.lr_schedule} with --rho-iterations {args.rho_iterations} below the last stage "
                 "would plot the iteration sweep's AVAE, a snapshot in mid-schedule, beside rho runs annealed at "

@@ -4,13 +4,17 @@ A consistent model encodes its own samples back near the code that made them. Fo
 ``z`` (prior samples ``z ~ N(0, I)``, or with ``images`` posterior samples ``z ~ q(z|x)``:
 spec §6.9's transition-kernel check), ``x~ = g(z)`` (decoder mean) and ``z' = mu(x~)``:
 
-* ``slope``: least-squares slope of ``z'`` on ``z`` pooled over dimensions (about ``rho``
-  for a consistent AVAE; the transition kernel is ``N(rho z, (1 - rho^2) I)``);
+* ``slope``: least-squares slope through the origin of ``z'`` on ``z``, pooled over dimensions
+  (about ``rho`` for a consistent AVAE; the transition kernel is ``N(rho z, (1 - rho^2) I)``);
 * ``active_dims`` / ``slope_active``: the same restricted to dimensions the decoder uses
   (std of ``z'`` above 0.1): collapsed dimensions pull the pooled slope toward 0;
-* ``residual_var``: variance of ``z' - slope * z`` (about ``1 - rho^2`` minus ``sigma'^2``);
+* ``residual_var``: variance of ``z' - slope * z`` over all entries, with the pooled slope
+  (about ``1 - rho^2`` minus ``sigma'^2`` when every dimension is active; a collapsed one adds
+  about ``slope^2``);
 * ``mean_distance``: mean ``||z' - z||``;
-* ``chain_drift``: mean ``||mu(x_t) - mu(x_0)||`` along ``x_{t+1} = g(mu(x_t))`` (Fig. 1);
+* ``chain_drift``: mean ``||mu(x_t) - mu(x_0)||`` along ``x_{t+1} = g(mu(x_t))`` (Fig. 1),
+  from ``x_0 = g(z)`` (with ``images`` too: the chain of a decoder sample, like the AVAE's
+  delusion; :func:`pythae_avae.figures.encode_decode_chain` starts from the images);
 * with ``images`` also ``slope_mean``: the slope of ``z'`` on the data's code ``mu(x)``. The
   analytic coupling (the default estimator) pulls ``mu(x~)`` toward ``rho mu(x)``, not toward
   ``rho z``: on ``z = mu + sigma eps`` the slope shrinks by ``Var(mu) / (Var(mu) + sigma^2)``.
@@ -59,9 +63,11 @@ def autoencoding_consistency(
 
     Args:
         images: optional [0, 1] data; the codes are then drawn from ``q(z|x)`` for its first
-            ``n_samples`` images (the codes the AVAE's delusions come from in training), not
-            from the prior. The prior is the default: it needs no data and covers the codes
-            the decoder is sampled from.
+            ``n_samples`` images (the codes the AVAE's delusions come from in training, drawn
+            as the model draws them: ``reproduce_official_sampling`` is followed), not from the
+            prior. The prior is the default: it needs no data and covers the codes the decoder
+            is sampled from. The standard normal draws depend on ``seed`` only, not on
+            ``batch_size``.
 
     Returns:
         dict with ``slope``, ``active_dims``, ``slope_active``, ``residual_var``,
@@ -81,14 +87,14 @@ def autoencoding_consistency(
         images = check_images(images, "images", input_dim(model))
         if len(images) < n_samples:
             raise ValueError(f"images must hold at least n_samples={n_samples} images, got {len(images)}")
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    noise = torch.randn(n_samples, latent_dim, generator=torch.Generator(device="cpu").manual_seed(seed))
     zs, zps, means, drift = [], [], [], torch.zeros(chain_steps + 1)
     with evaluated_on(device, encoder, decoder):
         for start in range(0, n_samples, batch_size):
-            z = torch.randn(min(batch_size, n_samples - start), latent_dim, generator=gen).to(device)
+            z = noise[start : start + batch_size].to(device)
             if images is not None:  # a sample of q(z|x), with the same standard normal draws
                 posterior = encoder(images[start : start + len(z)].to(device))
-                z = posterior.embedding + torch.exp(0.5 * posterior.log_covariance) * z
+                z = _posterior_sample(model, posterior.embedding, posterior.log_covariance, z)
                 means.append(posterior.embedding.cpu())
             x = decoder(z)["reconstruction"]
             z_prime = encoder(x).embedding
@@ -112,6 +118,15 @@ def autoencoding_consistency(
     if images is not None:
         stats["slope_mean"] = _slope(torch.cat(means).double(), z_prime)
     return stats
+
+
+def _posterior_sample(model, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``z ~ q(z|x)`` from ``eps`` as ``model`` samples in training (this package's models may
+    reproduce the official code's ``exp(log_var)`` std, spec §8.1); Pythae's VAE samples with
+    ``exp(log_var / 2)``."""
+    if hasattr(model, "sample_latent"):
+        return model.sample_latent(mu, log_var, eps=eps)
+    return mu + torch.exp(0.5 * log_var) * eps
 
 
 def _slope(x: torch.Tensor, y: torch.Tensor) -> float:

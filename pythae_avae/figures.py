@@ -96,6 +96,14 @@ def plot_accuracy_curves(
         lines.setdefault(str(row[series]), []).append((row[x], row["accuracy"]))
     if not lines:
         raise ValueError(f"no rows to plot for task={task!r}, attack={attack!r}")
+    for name, points in lines.items():
+        xs = [p[0] for p in points]
+        if len(set(xs)) < len(xs):  # e.g. both tasks or PGD and AutoAttack: a zig-zag, not a curve
+            repeated = sorted({v for v in xs if xs.count(v) > 1})
+            raise ValueError(
+                f"line {series}={name!r} has several rows at {x}={repeated}: pass task= and attack= (or a "
+                "series that tells them apart) so each line has one point per value"
+            )
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for name, points in lines.items():
         points = sorted(points)

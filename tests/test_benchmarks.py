@@ -138,6 +138,9 @@ def test_fig5_stages_and_rho_iterations(benchmarks, tmp_path):
         fig5.parse_args(["--train-n", "0"])
     with pytest.raises(SystemExit):
         fig5.parse_args(["--latent-dim", "0"])
+    with pytest.raises(SystemExit):  # the sweep's AVAE is that point already (the figure would zig-zag)
+        fig5.parse_args(["--rhos", "0.9", "0.975"])
+    assert fig5.parse_args(["--rho", "0.9", "--rhos", "0.975"]).rhos == [0.975]
 
 
 def test_colormnist_commands_offer_every_colormnist_net(benchmarks, capsys):

@@ -127,3 +127,54 @@ def test_wrapped_models_and_bad_arguments():
     with pytest.raises(ValueError, match=r"images must have shape \(N, 1, 2, 2\) \(the model's input_dim\), "
                                          r"got \(4, 1, 3, 3\)"):
         reconstruction_error(model, torch.rand(4, 1, 3, 3))
+
+
+class DiagonalDecoder(BaseDecoder):
+    """A one-pixel image from a one-dimensional code, squashed into [0, 1]: residuals and
+    drift depend on every draw (unlike ``LinearDecoder``'s exact 0.9 transition)."""
+
+    def forward(self, z):
+        return ModelOutput(reconstruction=torch.sigmoid(z).reshape(len(z), 1, 1, 1))
+
+
+class ConstantPosteriorEncoder(ScaledIdentityEncoder):
+    """``mu(x) = 0`` and ``log sigma^2 = log 4`` for every image: std 2, or 4 when sampled
+    the official code's way (``exp(log_var)``)."""
+
+    def forward(self, x):
+        zeros = torch.zeros(len(x), 4)
+        return ModelOutput(embedding=zeros, log_covariance=zeros + torch.log(torch.tensor(4.0)))
+
+
+class RecordingDecoder(LinearDecoder):
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, z):
+        self.inputs.append(z.detach().clone())
+        return super().forward(z)
+
+
+@pytest.mark.parametrize("official, std", [(False, 2.0), (True, 4.0)])
+def test_posterior_codes_are_drawn_as_the_model_draws_them(official, std):
+    from pythae_avae import AVAE, AVAEConfig
+
+    decoder = RecordingDecoder()
+    config = AVAEConfig(input_dim=(1, 2, 2), latent_dim=4, reproduce_official_sampling=official)
+    model = AVAE(config, ConstantPosteriorEncoder(1.0), decoder)
+    autoencoding_consistency(model, n_samples=100, chain_steps=0, images=torch.rand(100, 1, 2, 2))
+    eps = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(decoder.inputs[0], std * eps)  # the codes the decoder was given
+
+
+def test_the_codes_depend_on_the_seed_not_on_the_batch_size():
+    # 250 + 150 standard normal draws are not the first 400 of one draw of 400 (torch fills
+    # in blocks): every batch size must read the same codes
+    model = VAE(VAEConfig(input_dim=(1, 1, 1), latent_dim=1), ScaledIdentityEncoder(0.5), DiagonalDecoder())
+    whole = autoencoding_consistency(model, n_samples=400, chain_steps=2, batch_size=400)
+    for batch_size in (250, 7):
+        stats = autoencoding_consistency(model, n_samples=400, chain_steps=2, batch_size=batch_size)
+        assert stats.pop("chain_drift") == pytest.approx(whole["chain_drift"], rel=1e-6)
+        assert stats == pytest.approx({k: v for k, v in whole.items() if k != "chain_drift"}, rel=1e-6)
+    assert autoencoding_consistency(model, n_samples=400, chain_steps=2, seed=1)["slope"] != whole["slope"]

@@ -46,3 +46,8 @@ def test_png_files_are_written(tmp_path):
     assert (tmp_path / "acc.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no rows"):
         plot_accuracy_curves(rows, str(tmp_path / "x.png"), task="color")
+    both_tasks = rows + [dict(row, task="color", accuracy=100 - row["accuracy"]) for row in rows]
+    with pytest.raises(ValueError, match=r"line model='VAE' has several rows at eps=\[0.0, 0.1\]: pass task= and attack="):
+        plot_accuracy_curves(both_tasks, str(tmp_path / "y.png"))
+    assert not (tmp_path / "y.png").exists()
+    plot_accuracy_curves(both_tasks, str(tmp_path / "y.png"), task="color")

@@ -125,8 +125,9 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
         out = self.encoder(x)
         return out.embedding, out.log_covariance
 
-    def sample_latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        eps = torch.randn_like(mu)
+    def sample_latent(self, mu: torch.Tensor, logvar: torch.Tensor, eps: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``z ~ q(z|x)`` by reparameterisation, from the standard normal ``eps`` if given."""
+        eps = torch.randn_like(mu) if eps is None else eps
         if self.model_config.reproduce_official_sampling:
             return mu + logvar.exp() * eps
         return mu + torch.exp(0.5 * logvar) * eps

@@ -6,6 +6,7 @@
   (evaluation radius, training iteration, rho) from result rows.
 """
 
+from collections import Counter
 from typing import Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
@@ -97,9 +98,8 @@ def plot_accuracy_curves(
     if not lines:
         raise ValueError(f"no rows to plot for task={task!r}, attack={attack!r}")
     for name, points in lines.items():
-        xs = [p[0] for p in points]
-        if len(set(xs)) < len(xs):  # e.g. both tasks or PGD and AutoAttack: a zig-zag, not a curve
-            repeated = sorted({v for v in xs if xs.count(v) > 1})
+        repeated = sorted(v for v, count in Counter(p[0] for p in points).items() if count > 1)
+        if repeated:  # e.g. both tasks or PGD and AutoAttack: a zig-zag, not a curve
             raise ValueError(
                 f"line {series}={name!r} has several rows at {x}={repeated}: pass task= and attack= (or a "
                 "series that tells them apart) so each line has one point per value"

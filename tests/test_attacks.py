@@ -147,13 +147,13 @@ def test_autoattack_counts_a_point_robust_only_if_its_own_verdict_agrees(monkeyp
 
         def run_standard_evaluation(self, x, labels, batch_size):
             verdict = labels.clone()
-            verdict[3] = (labels[3] + 1) % 7  # "broken", though x is returned unchanged
+            verdict[3] = 1 - labels[3].clamp(max=1)  # "broken", though x is returned unchanged
             return x.clone(), verdict
 
     monkeypatch.setattr(pyautoattack, "AutoAttack", Reports)
     log = logging.getLogger("auto-attack")
     monkeypatch.setattr(log, "level", logging.WARNING)
-    robust = autoattack_robust_mask(clf, X, y, 0.1, n_classes=7, device="cpu", progress=True)
+    robust = autoattack_robust_mask(clf, X, y, 0.1, device="cpu", progress=True)
     assert log.level == logging.WARNING and not log.handlers  # progress=True left no trace
     with torch.no_grad():
         clean = (clf(X).argmax(1) == y).numpy()
@@ -188,3 +188,41 @@ def test_pgd_keeps_any_iterate_of_any_restart_that_breaks_the_point(restarts, wr
                             generator=torch.Generator().manual_seed(0))
     assert bool(found[0]) is broken
     assert float((x_adv - x).abs().max()) > 0 if broken else torch.equal(x_adv, x)
+
+
+def test_autoattack_reads_the_class_count_from_the_model():
+    clf, X, y = linear_setup(7, n=240)
+    X, y = X[:10], y[:10]
+    with torch.no_grad():
+        clean = (clf(X).argmax(1) == y).numpy()
+    np.testing.assert_array_equal(autoattack_robust_mask(clf, X, y, 0.0, device="cpu"), clean)
+    k = int(clf.linear.out_features)  # the classes the probe saw (rare ones may be missing)
+    # more classes than logits would leave targets the model lacks: a crash inside AutoAttack
+    with pytest.raises(ValueError, match=f"n_classes must be the model's number of logits, {k}, got 10"):
+        autoattack_robust_mask(clf, X, y, 0.1, n_classes=10, device="cpu")
+
+
+def test_autoattack_targeted_override_on_two_classes_leaves_the_global_generator_alone():
+    clf, X, y = linear_setup(2, n=260)
+    X, y = X[:20], y[:20]
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    # 'fab-t' on 2 classes targets the other class (9 targets crashed); AutoAttack seeds
+    # torch's global generator with its own seed, which must not leak to the caller's draws
+    aa = autoattack_robust_mask(clf, X, y, 0.005, attacks=["fab-t"], device="cpu", seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    assert aa.sum() >= exact_robust(clf, X, y, 0.005).sum()  # no attack beats the exact worst case
+    with pytest.raises(ValueError, match=r"attacks \['apgd-t'\] use the DLR loss, which needs at least 4 classes; "
+                                         r"this model has 2"):
+        autoattack_robust_mask(clf, X, y, 0.005, attacks=["apgd-ce", "apgd-t"], device="cpu")
+
+
+def test_attacks_run_where_the_model_is_and_cast_their_inputs(monkeypatch):
+    clf, X, y = linear_setup(7, n=240)
+    expected = pgd_robust_mask(clf, X, y, 0.02, steps=10, device="cpu")
+    # the default device is the model's, not "cuda whenever a GPU exists" (which moved the
+    # images away from a CPU model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    got = pgd_robust_mask(clf, X.double(), y.int(), 0.02, steps=10)
+    np.testing.assert_array_equal(got, expected)

@@ -10,7 +10,7 @@ from pythae.trainers import BaseTrainerConfig
 
 from pythae_avae import AVAEConfig, SEConfig
 from pythae_avae.data import CelebA, ColorMNIST
-from pythae_avae.evaluation import LinearProbe, evaluate_robustness, pgd_linf
+from pythae_avae.evaluation import LinearProbe, evaluate_robustness, pgd_linf, pgd_robust_mask
 from pythae_avae.pipelines import TrainingPipeline
 from pythae_avae.recipes import build_model, train_for_iterations
 from pythae_avae.trainers import DataFreeTrainerConfig, ResumableTrainerConfig
@@ -132,7 +132,9 @@ CASES = {
     "labels of the wrong length (probe)": (lambda out: LinearProbe(model()).fit(X, Y[:5]), ValueError,
                                            r"y must be a 1-d array of 12 labels.*got shape \(5,\)"),
     "labels of the wrong length (eval)": (evaluate(test=(X, {"d": Y[:3]})), ValueError,
-                                          r"test_data\[1\]\['d'\] has 3 labels for 12 images"),
+                                          r"test_data\[1\]\['d'\] must be a 1-d array of 12 labels.*got shape \(3,\)"),
+    "labels of shape (N, 1) (eval)": (evaluate(test=(X, {"d": Y[:, None]})), ValueError,
+                                      r"test_data\[1\]\['d'\] must be a 1-d array of 12 labels.*got shape \(12, 1\)"),
     "empty test set": (evaluate(test=(X[:0], {"d": Y[:0]})), ValueError,
                        r"test_data\[0\] must hold at least 1 image, got 0"),
     "NaN test images": (evaluate(test=(np.full_like(X, np.nan), {"d": Y})), ValueError,
@@ -143,6 +145,15 @@ CASES = {
                       ValueError, r"eps must be a finite number >= 0.*got -0.1"),
     "pgd steps = 0": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE), torch.zeros(2, dtype=torch.long),
                                            eps=0.1, steps=0), ValueError, r"steps must be an int >= 1 \(PGD iterations\), got 0"),
+    "pgd images outside [0, 1]": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE) + 0.5,
+                                                       torch.zeros(2, dtype=torch.long), eps=0.1),
+                                  ValueError, r"x must be a non-empty float tensor of pixels in \[0, 1\], got torch.float32 values in \[0.5"),
+    "pgd labels of shape (N, 1)": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE), torch.zeros(2, 1, dtype=torch.long),
+                                                        eps=0.1),
+                                   ValueError, r"y must be integer class indices of shape \(2,\), one per image, got torch.int64 of shape \(2, 1\)"),
+    "attack batch_size = 0": (lambda out: pgd_robust_mask(linear(), torch.rand(2, *SHAPE), torch.zeros(2, dtype=torch.long),
+                                                          eps=0.1, batch_size=0),
+                              ValueError, r"batch_size must be an int >= 1 \(images per attacked batch\), got 0"),
     "pgd step size < 0": (lambda out: pgd_linf(linear(), torch.rand(2, *SHAPE), torch.zeros(2, dtype=torch.long),
                                                eps=0.1, step_size=-0.01), ValueError,
                           r"step_size must be a finite number > 0.*got -0.01"),

@@ -24,12 +24,22 @@ from tqdm.auto import tqdm
 
 from ..attack_mode import attack_mode
 from ..validation import check_int, check_number
+from .features import check_images, module_device
 
 LOSSES = ("ce", "margin")
 
 
 def check_eps(eps: float) -> float:
     return check_number(eps, "eps", why="L-inf radius on [0, 1] pixels")
+
+
+def _check_labels(y, n: int, name: str = "y") -> torch.Tensor:
+    """``y`` as class indices (long) of shape ``(n,)``, one per image."""
+    y = torch.as_tensor(y)
+    if y.shape != (n,) or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer class indices of shape ({n},), one per image, "
+                         f"got {y.dtype} of shape {tuple(y.shape)}")
+    return y.long()
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
@@ -77,7 +87,11 @@ def pgd_linf(
         step_size = 2.5 * eps / steps
     else:  # a negative step would descend the loss: a silently weaker attack
         step_size = check_number(step_size, "step_size", strict=True, why="or None for 2.5 eps / steps")
-    x, y = x.detach(), y.detach()
+    # outside [0, 1] the projection below would return points outside the threat model
+    if not x.is_floating_point() or x.numel() == 0 or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError(f"x must be a non-empty float tensor of pixels in [0, 1], got {x.dtype} "
+                         + (f"values in [{float(x.min()):.4g}, {float(x.max()):.4g}]" if x.numel() else "and empty"))
+    x, y = x.detach(), _check_labels(y, len(x)).to(x.device)
     lower, upper = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
     with attack_mode(model), torch.enable_grad():
         with torch.no_grad():
@@ -111,6 +125,14 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
     return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False)
 
 
+def _checked_inputs(model, X, y, batch_size: int, device: Optional[str]):
+    """The dataset-level attacks' inputs checked: float32 images in [0, 1], long labels of
+    shape ``(N,)``, ``batch_size`` >= 1, and the device (default: the model's own)."""
+    X = check_images(X, "X")
+    return (X, _check_labels(y, len(X)), check_int(batch_size, "batch_size", why="images per attacked batch"),
+            device or str(module_device(model)))
+
+
 def correct_mask(model, X: torch.Tensor, y: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
     """Per-example ``model(X).argmax(1) == y`` in batches, under :func:`attack_mode`: the
     accuracy at eps = 0 on clean ``X``, the robustness on an attack's output."""
@@ -139,11 +161,11 @@ def pgd_robust_mask(
     restart. The found points are re-checked: within ``eps``, in [0, 1], misclassified.
     """
     eps = check_eps(eps)
+    X, y, batch_size, device = _checked_inputs(model, X, y, batch_size, device)
     if isinstance(losses, str) or not losses:  # no loss would attack nothing: all "robust"
         raise ValueError(f"losses must be a non-empty sequence of {LOSSES}, got {losses!r}")
     for loss in losses:
         attack_loss(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), loss)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     generator = torch.Generator().manual_seed(seed)
     robust = []
     for start in _batches(len(X), batch_size, progress, f"PGD eps={eps:g}"):
@@ -172,16 +194,26 @@ def _verify(model, x, y, x_adv, broken, eps):
         raise RuntimeError("attack reported points as broken that the model classifies correctly")
 
 
+#: AutoAttack's DLR-loss attacks and the class count their loss needs (attack notes §1.6)
+DLR_MIN_CLASSES = {"apgd-dlr": 3, "apgd-t": 4}
+
+
+def n_target_classes(n_classes: int) -> int:
+    """Classes APGD-T and FAB-T target: the 9 runners-up of AutoAttack's 'standard', or every
+    other class when there are fewer."""
+    return min(9, n_classes - 1)
+
+
 def autoattack_config(n_classes: int):
     """``(version, attacks, n_target_classes)`` for ``n_classes`` (attack notes §1.6).
 
-    K >= 4: 'standard' with ``min(9, K - 1)`` target classes for APGD-T and FAB-T.
+    K >= 4: 'standard' with :func:`n_target_classes` target classes for APGD-T and FAB-T.
     K = 3: custom APGD-CE, APGD-DLR (untargeted DLR needs K >= 3), FAB, Square.
     K = 2: custom APGD-CE, FAB, Square (DLR is undefined); callers add margin PGD.
     """
     check_int(n_classes, "n_classes", minimum=2)
     if n_classes >= 4:
-        return "standard", None, min(9, n_classes - 1)
+        return "standard", None, n_target_classes(n_classes)
     if n_classes == 3:
         return "custom", ["apgd-ce", "apgd-dlr", "fab", "square"], None
     return "custom", ["apgd-ce", "fab", "square"], None
@@ -192,7 +224,7 @@ def autoattack_robust_mask(
     X: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    n_classes: int,
+    n_classes: Optional[int] = None,
     attacks: Optional[List[str]] = None,
     batch_size: int = 500,
     device: Optional[str] = None,
@@ -202,27 +234,38 @@ def autoattack_robust_mask(
     """Per-example robustness under AutoAttack (``pyautoattack``), configured by class count.
 
     Args:
-        attacks: override the attack list (runs ``version='custom'``).
+        n_classes: the model's number of logits (default: read from its output; a value that
+            disagrees with the output is refused rather than crashing inside AutoAttack).
+        attacks: override the attack list (runs ``version='custom'``); targeted attacks in it
+            target :func:`n_target_classes` classes.
         progress: log AutoAttack's per-attack accuracies (its DEBUG lines) to the console.
     """
     from pyautoattack import AutoAttack
 
     eps = check_eps(eps)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    version, default_attacks, n_targets = autoattack_config(n_classes)
+    X, y, batch_size, device = _checked_inputs(model, X, y, batch_size, device)
+    with attack_mode(model), torch.no_grad():
+        outputs = model(X[:1].to(device)).shape[1]
+    if n_classes is not None and n_classes != outputs:
+        raise ValueError(f"n_classes must be the model's number of logits, {outputs}, got {n_classes}")
+    n_classes = outputs
+    version, default_attacks, _ = autoattack_config(n_classes)
     if attacks is not None:
         version, default_attacks = "custom", list(attacks)
+        too_few = [a for a in default_attacks if n_classes < DLR_MIN_CLASSES.get(a, 2)]
+        if too_few:
+            raise ValueError(f"attacks {too_few} use the DLR loss, which needs at least "
+                             f"{DLR_MIN_CLASSES[too_few[0]]} classes; this model has {n_classes}")
     kwargs = dict(eps=eps, norm="Linf", version=version, seed=seed, device=device)
     if version == "custom":
         kwargs["attacks"] = default_attacks
-    X, y = X.to(torch.float32), y.to(torch.long)
     if eps == 0:
         return correct_mask(model, X, y, batch_size, device)
     with attack_mode(model):
         adversary = AutoAttack(model, **kwargs)
-        if n_targets is not None:  # 'standard' hard-codes 9 targets; must be set after init
-            adversary.apgd_targeted.n_target_classes = n_targets
-            adversary.fab.n_target_classes = n_targets
+        # 'standard' hard-codes 9 targets, more than K - 1 classes have; set after init
+        adversary.apgd_targeted.n_target_classes = n_target_classes(n_classes)
+        adversary.fab.n_target_classes = n_target_classes(n_classes)
         if version == "custom":  # custom uses constructor defaults (5 restarts); match standard
             adversary.apgd.n_restarts = 1
             adversary.fab.n_restarts = 1
@@ -232,8 +275,9 @@ def autoattack_robust_mask(
         if handler is not None:
             log.addHandler(handler)
             log.setLevel(logging.DEBUG)
-        try:
-            x_adv, y_adv = adversary.run_standard_evaluation(X, y, batch_size=batch_size)
+        try:  # AutoAttack reseeds torch's global generators: leave the caller's draws alone
+            with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+                x_adv, y_adv = adversary.run_standard_evaluation(X, y, batch_size=batch_size)
         finally:
             if handler is not None:
                 log.removeHandler(handler)

@@ -66,12 +66,17 @@ def check_images(X, name: str = "X", shape: Optional[Sequence[int]] = None) -> t
     return X
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where ``module`` lives: the device of its first parameter or buffer (CPU for a module
+    without tensors, which runs wherever its inputs are)."""
+    return next(itertools.chain(module.parameters(), module.buffers()), torch.empty(0)).device
+
+
 @contextlib.contextmanager
 def evaluated_on(device, *modules: torch.nn.Module) -> Iterator[None]:
     """Runs the block with ``modules`` moved to ``device`` and in :func:`attack_mode` (eval
     mode, parameters out of autograd); puts back each one's device and submodule modes."""
-    # a module's device is that of its tensors; one without any has nothing to move back
-    homes = [next(itertools.chain(m.parameters(), m.buffers()), torch.empty(0)).device for m in modules]
+    homes = [module_device(m) for m in modules]
     try:
         with contextlib.ExitStack() as stack:
             for m in modules:

@@ -20,7 +20,7 @@ import torch
 
 from ..validation import check_int
 from .attacks import LOSSES, autoattack_config, autoattack_robust_mask, check_eps, correct_mask, pgd_robust_mask
-from .features import as_encoder, check_images, default_device
+from .features import as_encoder, check_images, default_device, module_device
 from .linear_probe import LinearProbe, fit_probes
 
 ATTACKS = ("pgd", "autoattack")
@@ -83,8 +83,9 @@ def _as_data(data, name: str):
         raise TypeError(f"{name} must be a pair (images, {{task: labels}}), got {type(data).__name__}")
     X = check_images(data[0], f"{name}[0]")
     for task, y in data[1].items():
-        if len(y) != len(X):
-            raise ValueError(f"{name}[1][{task!r}] has {len(y)} labels for {len(X)} images")
+        if np.ndim(y) != 1 or len(y) != len(X):
+            raise ValueError(f"{name}[1][{task!r}] must be a 1-d array of {len(X)} labels (one per image), "
+                             f"got shape {np.shape(y)}")
     return X, {task: np.asarray(y) for task, y in data[1].items()}
 
 
@@ -180,7 +181,7 @@ def evaluate_robustness(
         if train_data is not None or estimator is not None or standardize:
             raise ValueError("probes are already fitted: leave train_data, estimator and standardize unset")
         probes = _check_probes(probes, tasks, encoder)
-    original_device = next(encoder.parameters()).device
+    original_device = module_device(encoder)
     rows = []
     try:
         encoder.to(device)

@@ -27,6 +27,8 @@ from ..validation import check_int, check_number
 from .features import check_images, module_device
 
 LOSSES = ("ce", "margin")
+#: default PGD iterations: the reporting strength of the attack notes (§3.1); fewer are for quick checks
+PGD_STEPS = 100
 
 
 def check_eps(eps: float) -> float:
@@ -58,7 +60,7 @@ def pgd_linf(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    steps: int = 50,
+    steps: int = PGD_STEPS,
     step_size: Optional[float] = None,
     restarts: int = 1,
     loss: str = "ce",
@@ -146,7 +148,7 @@ def pgd_robust_mask(
     X: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    steps: int = 50,
+    steps: int = PGD_STEPS,
     restarts: int = 1,
     losses: Sequence[str] = LOSSES,
     step_size: Optional[float] = None,

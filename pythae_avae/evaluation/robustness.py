@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..validation import check_int
-from .attacks import LOSSES, autoattack_config, autoattack_robust_mask, check_eps, correct_mask, pgd_robust_mask
+from .attacks import (LOSSES, PGD_STEPS, autoattack_config, autoattack_robust_mask, check_eps, correct_mask,
+                      pgd_robust_mask)
 from .features import as_encoder, check_images, default_device, module_device
 from .linear_probe import LinearProbe, fit_probes
 
@@ -105,7 +106,7 @@ def evaluate_robustness(
     n_examples: Optional[int] = None,
     output_dir: Optional[str] = None,
     model_name: str = "model",
-    pgd_steps: int = 50,
+    pgd_steps: int = PGD_STEPS,
     pgd_restarts: int = 1,
     pgd_losses: Sequence[str] = ("ce", "margin"),
     autoattack_n: Optional[int] = None,
@@ -275,9 +276,9 @@ def _attack(attack, classifier, X, y, eps, n_classes, steps, restarts, losses, b
     details = f"AutoAttack {version}" + (f" {'+'.join(names)}" if names else "")
     details += f", {n_targets} target classes" if n_targets else ""
     if n_classes <= 3:  # DLR-based attacks are undefined or partial: add margin PGD (notes §1.6)
-        robust &= pgd_robust_mask(classifier, X, y, eps, 100, 1, ("margin",), batch_size=batch_size,
+        robust &= pgd_robust_mask(classifier, X, y, eps, PGD_STEPS, 1, ("margin",), batch_size=batch_size,
                                   device=device, seed=seed, progress=progress)
-        details += " + margin PGD-100"
+        details += f" + margin PGD-{PGD_STEPS}"
     return robust, details
 
 

@@ -99,6 +99,7 @@ def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     args = table1.parse_args(["--preset", "cpu", "--seeds", "4"])
     assert args.iterations == table1.PRESETS["cpu"]["iterations"] and args.seeds == [4]  # flags win
     assert args.arch == "colormnist-conv"  # the net of the committed tables
+    assert args.lr == 4e-3 and table1.parse_args([]).lr == 1e-3  # the preset's larger step, not the default's
     assert table1.parse_args(["--preset", "paper", "--mnist-root", "d"]).arch == table1.PRESETS["paper"]["arch"] != args.arch
     with pytest.raises(SystemExit):  # the paper's budget on the 4,000 embedded digits is not its preset
         table1.parse_args(["--preset", "paper"])

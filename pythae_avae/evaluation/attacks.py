@@ -35,7 +35,7 @@ def check_eps(eps: float) -> float:
     return check_number(eps, "eps", why="L-inf radius on [0, 1] pixels")
 
 
-def _check_labels(y, n: int, name: str = "y") -> torch.Tensor:
+def _check_class_indices(y, n: int, name: str = "y") -> torch.Tensor:
     """``y`` as class indices (long) of shape ``(n,)``, one per image."""
     y = torch.as_tensor(y)
     if y.shape != (n,) or y.dtype.is_floating_point or y.dtype == torch.bool:
@@ -93,7 +93,7 @@ def pgd_linf(
     if not x.is_floating_point() or x.numel() == 0 or float(x.min()) < 0 or float(x.max()) > 1:
         raise ValueError(f"x must be a non-empty float tensor of pixels in [0, 1], got {x.dtype} "
                          + (f"values in [{float(x.min()):.4g}, {float(x.max()):.4g}]" if x.numel() else "and empty"))
-    x, y = x.detach(), _check_labels(y, len(x)).to(x.device)
+    x, y = x.detach(), _check_class_indices(y, len(x)).to(x.device)
     lower, upper = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
     with attack_mode(model), torch.enable_grad():
         with torch.no_grad():
@@ -131,7 +131,7 @@ def _checked_inputs(model, X, y, batch_size: int, device: Optional[str]):
     """The dataset-level attacks' inputs checked: float32 images in [0, 1], long labels of
     shape ``(N,)``, ``batch_size`` >= 1, and the device (default: the model's own)."""
     X = check_images(X, "X")
-    return (X, _check_labels(y, len(X)), check_int(batch_size, "batch_size", why="images per attacked batch"),
+    return (X, _check_class_indices(y, len(X)), check_int(batch_size, "batch_size", why="images per attacked batch"),
             device or str(module_device(model)))
 
 

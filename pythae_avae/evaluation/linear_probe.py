@@ -24,7 +24,8 @@ def default_estimator(C: float = 1.0):
     return LogisticRegression(C=C, max_iter=5000)
 
 
-def _check_labels(y, n: int, name: str = "y") -> np.ndarray:
+def check_labels(y, n: int, name: str = "y") -> np.ndarray:
+    """``y`` as a numpy array of ``n`` labels, one per image, refused by ``name`` otherwise."""
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"{name} must be a 1-d array of {n} labels (one per image), got shape {y.shape}")
@@ -67,12 +68,12 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Embeds the images ``X`` (N, C, H, W) in [0, 1] and fits the classifier on ``y``."""
         features = self.transform(X)
-        return self.fit_features(features, _check_labels(y, len(features)))
+        return self.fit_features(features, check_labels(y, len(features)))
 
     def fit_features(self, features: np.ndarray, y):
         """Fits on precomputed ``mu`` features (see :func:`fit_probes`)."""
         features = np.asarray(features, dtype=np.float64)
-        y = _check_labels(y, len(features))
+        y = check_labels(y, len(features))
         if len(np.unique(y)) < 2:
             raise ValueError(f"y must contain at least 2 classes, got only {np.unique(y).tolist()}")
         self.scaler_ = StandardScaler().fit(features) if self.standardize else None
@@ -203,5 +204,5 @@ def fit_probes(model_or_encoder, X, labels: Dict[str, np.ndarray], features: Opt
     if features is None:
         features = next(iter(probes.values())).transform(X)
     for task, y in labels.items():
-        probes[task].fit_features(features, _check_labels(y, len(features), f"labels[{task!r}]"))
+        probes[task].fit_features(features, check_labels(y, len(features), f"labels[{task!r}]"))
     return probes

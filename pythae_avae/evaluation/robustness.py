@@ -22,7 +22,7 @@ from ..validation import check_int
 from .attacks import (LOSSES, PGD_STEPS, autoattack_config, autoattack_robust_mask, check_eps, correct_mask,
                       pgd_robust_mask)
 from .features import as_encoder, check_images, default_device, module_device
-from .linear_probe import LinearProbe, fit_probes
+from .linear_probe import LinearProbe, check_labels, fit_probes
 
 ATTACKS = ("pgd", "autoattack")
 WORST = "worst"  # the rows that combine the attacks (when several ran) example by example
@@ -83,11 +83,7 @@ def _as_data(data, name: str):
     if not (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[1], Mapping)):
         raise TypeError(f"{name} must be a pair (images, {{task: labels}}), got {type(data).__name__}")
     X = check_images(data[0], f"{name}[0]")
-    for task, y in data[1].items():
-        if np.ndim(y) != 1 or len(y) != len(X):
-            raise ValueError(f"{name}[1][{task!r}] must be a 1-d array of {len(X)} labels (one per image), "
-                             f"got shape {np.shape(y)}")
-    return X, {task: np.asarray(y) for task, y in data[1].items()}
+    return X, {task: check_labels(y, len(X), f"{name}[1][{task!r}]") for task, y in data[1].items()}
 
 
 def _check_tasks(tasks, labels: Mapping, name: str) -> None:

@@ -25,8 +25,8 @@ from pythae_avae.figures import plot_accuracy_curves
 from pythae_avae.models.batch_norm import AUX_BATCH_NORM_MODES
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES
 from pythae_avae.recipes import (DELUSION_MODELS, LR_SCHEDULES, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, default_device, device_arg, epoch_budget, radius_arg,
-                                 train_for_iterations, with_aux_noise_std)
+                                 build_model, default_device, epoch_budget, radius_arg, seed_arg,
+                                 train_for_iterations, training_device_arg, with_aux_noise_std)
 from table1 import command_line, refuse_other_settings
 
 
@@ -42,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--eps", nargs="+", type=radius_arg, default=[0.0, 0.05, 0.1])
     p.add_argument("--eval-n", type=int, default=500)
     p.add_argument("--pgd-steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--obs-var", type=float, default=0.5, help="observation variance v of every model")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="constant", choices=sorted(LR_SCHEDULES),
@@ -63,7 +63,7 @@ def parse_args(argv=None):
                    help="epochs over which the delusion's terms ramp up from 0 (AVAEConfig.warmup_epoch; default: 0, "
                         "full weight from the start)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
-    p.add_argument("--device", type=device_arg, default=None)
+    p.add_argument("--device", type=training_device_arg, default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

@@ -39,8 +39,9 @@ from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_err
 from pythae_avae.evaluation import evaluate_robustness, fit_probes
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, data_free_budget, default_device, device_arg, epoch_budget,
-                                 post_train_avae_ss, radius_arg, train_for_iterations, with_aux_noise_std)
+                                 build_model, data_free_budget, default_device, epoch_budget,
+                                 post_train_avae_ss, radius_arg, seed_arg, train_for_iterations,
+                                 training_device_arg, with_aux_noise_std)
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
@@ -71,7 +72,7 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), help="named budget (see PRESETS); flags override it")
     p.add_argument("--rows", nargs="+", default=list(rows), choices=list(rows))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--seeds", nargs="+", type=seed_arg, default=[0])
     p.add_argument("--iterations", type=int, default=20000)
     p.add_argument("--chunk-iterations", type=int, default=2000)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -87,7 +88,7 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     p.add_argument("--aa-eps", type=radius_arg, default=0.1)
     p.add_argument("--aa-n", type=int, default=200, help="AutoAttack images per task (0: skip)")
     p.add_argument("--mnist-root", help="full MNIST via torchvision (default: embedded 5k digits)")
-    p.add_argument("--device", type=device_arg, default=None)
+    p.add_argument("--device", type=training_device_arg, default=None)
     p.add_argument("--output-dir", default=output_dir)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--summarize-only", action="store_true",

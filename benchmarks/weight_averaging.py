@@ -26,7 +26,7 @@ from pythae.trainers.training_callbacks import TrainingCallback
 
 from fig5 import colormnist_data, evaluate
 from pythae_avae.data import TASKS, RecolorCallback
-from pythae_avae.recipes import build_model, default_device, device_arg, train_for_iterations
+from pythae_avae.recipes import build_model, default_device, train_for_iterations, training_device_arg
 from pythae_avae.trainers import latest_checkpoint
 from table1 import command_line, steps_done
 
@@ -68,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--iterations", type=int, required=True,
                    help="total budget to continue to (more than the checkpoint's step)")
     p.add_argument("--decays", nargs="+", type=float, default=[0.999, 0.9997])
-    p.add_argument("--device", type=device_arg, default=None)
+    p.add_argument("--device", type=training_device_arg, default=None)
     p.add_argument("--output-dir", required=True)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

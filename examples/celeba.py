@@ -31,8 +31,11 @@ import torch
 
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
-from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, device_arg, radius_arg
-from pythae_avae.recipes import command_line_checkpoints, process_rank, quiet_pythae, refuse_counts_below_one
+from pythae_avae.models.registry import MODEL_REGISTRY
+from pythae_avae.nets import ARCHITECTURES
+from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
+from pythae_avae.recipes import command_line_checkpoints, process_rank, quiet_pythae, refuse_counts_below_one, seed_arg
+from pythae_avae.recipes import training_device_arg
 from pythae_avae.recipes import train_by_name
 
 ARCH = "celeba-conv"
@@ -65,8 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--pgd-restarts", type=int, default=1)
     p.add_argument("--autoattack", action="store_true",
                    help="also run AutoAttack (APGD-CE, FAB, Square for binary tasks; slow on CPU)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", type=device_arg, default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--device", type=training_device_arg, default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", default="outputs/celeba")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--verbose", action="store_true", help="show Pythae's training logs")
@@ -80,10 +83,11 @@ def parse_args(argv=None):
         p.error(f"--valid-n must be >= 0 (0: no validation set), got {args.valid_n}")
     if args.download and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         p.error("--download under torchrun would have every process download into one folder at once; "
-                "download once without torchrun (python examples/celeba.py --data-root DIR --download "
-                "--iterations 1), then launch torchrun without --download")
+                "download once without torchrun (python -c \"from pythae_avae.data.celeba import download_celeba; "
+                f"download_celeba({args.data_root!r})\"), then launch torchrun without --download")
     try:
         args.model_config = parse_key_values(args.model_config)
+        check_model_configs(args)
     except ValueError as err:
         p.error(str(err))
     return args
@@ -117,25 +121,58 @@ def load_data(args):
         if split is not None:
             split.load(args.cache_dir, progress=not args.no_progress)
     probe_n = min(args.probe_n, len(train))
+    y_probe = {t: y[:probe_n] for t, y in train.labels().items()}
+    one_class = [t for t, y in y_probe.items() if np.unique(y).size < 2]
+    if one_class:  # the probe could not be fitted, after every model had trained
+        raise ValueError(f"the {probe_n} training images the probes are fitted on (--probe-n, --train-limit) "
+                         f"hold one class only of {one_class}: raise them or choose other --tasks")
+    x_test, y_test = test.arrays()
+    for task, y in y_test.items():
+        if np.unique(y).size < 2:
+            print(f"warning: the {len(y)} attacked test images (--eval-n) are all "
+                  f"{'positive' if y[0] else 'negative'} for {task}: its balanced accuracy is that class's "
+                  "recall and its majority rate 100%", file=sys.stderr)
     # only the probe subset is converted to float32: the full split would take 8 GB
     x_probe = train.images_uint8()[:probe_n].astype(np.float32) / 255.0
-    y_probe = {t: y[:probe_n] for t, y in train.labels().items()}
-    return train, valid, (x_probe, y_probe), test.arrays()
+    return train, valid, (x_probe, y_probe), (x_test, y_test)
 
 
 # --------------------------------------------------------------------------- training
 
 
-def model_config(name: str, args) -> Dict[str, object]:
-    """Config fields for model ``name``: --rho, --obs-var and --model-config where it has them."""
-    from pythae_avae.models.registry import MODEL_REGISTRY
+#: config fields that have their own flag (or come from the architecture), not --model-config's
+FLAG_FIELDS = {"rho": "--rho", "obs_var": "--obs-var", "latent_dim": "--latent-dim", "input_dim": "the architecture"}
 
-    config_cls = MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    wanted = dict(obs_var=args.obs_var, **args.model_config)
-    if name in DELUSION_MODELS:
-        wanted["rho"] = args.rho
+
+def _config_cls(name: str):
+    return MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
+
+
+def model_config(name: str, args) -> Dict[str, object]:
+    """Config fields for model ``name``: --obs-var, --rho (models with a delusion) and the
+    --model-config fields it has."""
+    fields = {f.name for f in dataclasses.fields(_config_cls(name))}
+    wanted = dict(obs_var=args.obs_var, **({"rho": args.rho} if name in DELUSION_MODELS else {}))
+    wanted.update(args.model_config)
     return {k: v for k, v in wanted.items() if k in fields}
+
+
+def check_model_configs(args):
+    """Refuses, before any image is decoded, a --model-config key that has its own flag or
+    that no chosen model has (a typo would be dropped), and any value a chosen model's config
+    refuses (ValueError naming the flag)."""
+    for key in args.model_config:
+        if key in FLAG_FIELDS:
+            raise ValueError(f"--model-config {key}=...: {key} is set by {FLAG_FIELDS[key]}")
+    known = set().union(*({f.name for f in dataclasses.fields(_config_cls(m))} for m in args.models))
+    unknown = sorted(set(args.model_config) - known)
+    if unknown:
+        raise ValueError(f"--model-config: {unknown} are fields of none of the models {args.models}")
+    for name in args.models:
+        try:
+            _config_cls(name)(input_dim=ARCHITECTURES[ARCH][2], latent_dim=args.latent_dim, **model_config(name, args))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--rho, --obs-var or --model-config of {name}: {err}") from err
 
 
 def train_one(name, args, train, valid, trained):

@@ -23,9 +23,9 @@ from pythae_avae.evaluation import WORST, evaluate_robustness, format_table1
 from pythae_avae.figures import plot_accuracy_curves, plot_chains
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (DELUSION_MODELS, MODEL_NAMES, add_aux_noise_std_argument, available_models,
-                                 aux_noise_std_note, command_line_checkpoints, default_device, device_arg, process_rank,
-                                 quiet_pythae, radius_arg, refuse_counts_below_one, train_by_name,
-                                 with_aux_noise_std)
+                                 aux_noise_std_note, command_line_checkpoints, default_device, process_rank,
+                                 quiet_pythae, radius_arg, refuse_counts_below_one, seed_arg, train_by_name,
+                                 training_device_arg, with_aux_noise_std)
 
 #: Budgets. "quick" is the README's few-CPU-minutes run; "paper" is the official budget
 #: (Adam 1e-4, 102k iterations, spec §4.3). The longer presets take nets.LONG_PRESET_ARCH (its
@@ -68,8 +68,8 @@ def parse_args(argv=None):
                    help="AutoAttack's radii (default: --eps; PGD also runs at any missing from --eps)")
     p.add_argument("--mnist-root", help="full MNIST through torchvision instead of embedded 5k")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", type=device_arg, default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--device", type=training_device_arg, default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--output-dir", help="default: outputs/color_mnist (quick), outputs/color_mnist_<preset> otherwise, "
                                         "with _<arch> added for another --arch than the preset's; a rerun into the "
                                         "same folder continues its checkpoints")

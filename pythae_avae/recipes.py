@@ -83,6 +83,29 @@ def device_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def training_device_arg(text: str) -> str:
+    """``type`` of ``--device`` in the commands that train: :func:`device_arg`, less what the
+    trainer cannot run on (:func:`training_device`: ``mps`` would be refused after the data
+    is loaded)."""
+    device = device_arg(text)
+    if torch.device(device).type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(
+            f"device must be 'cpu', 'cuda' or 'cuda:N' (the trainer runs on nothing else), got {text!r}")
+    return device
+
+
+def seed_arg(text: str) -> int:
+    """``type`` of the commands' ``--seed`` / ``--seeds``: an int >= 0 (numpy's seed sequences
+    and the evaluation refuse negative seeds, after training)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text!r}")
+    return value
+
+
 def refuse_counts_below_one(parser: argparse.ArgumentParser, args: argparse.Namespace, names):
     """Stops the parse naming the flag of any count in ``names`` (attribute names) set below 1:
     checked before training, not by the evaluation after it."""

@@ -279,6 +279,28 @@ def test_every_command_refuses_a_device_this_machine_lacks(benchmarks, capsys):
     assert table1.parse_args(["--device", "cpu"]).device == "cpu"
 
 
+def test_training_commands_refuse_a_negative_seed_and_a_device_the_trainer_cannot_use(benchmarks, monkeypatch, capsys):
+    """A negative seed was refused by the evaluation after training (or by numpy's seed sequence
+    under DDP); an existing device other than cpu/cuda (mps) by the trainer after the data loaded."""
+    import weight_averaging
+
+    from pythae_avae import recipes
+
+    table1, fig5, _ = benchmarks
+    seeded = [(table1.parse_args, "--seeds"), (fig5.parse_args, "--seed"),
+              (load_example("celeba").parse_args, "--seed"), (load_example("color_mnist").parse_args, "--seed")]
+    for parse, flag in seeded:
+        with pytest.raises(SystemExit):
+            parse([flag, "-1"])
+        assert f"argument {flag}: must be an int >= 0, got '-1'" in capsys.readouterr().err, parse
+    monkeypatch.setattr(recipes, "default_device", lambda device=None: device or "cpu")  # as on a Mac with MPS
+    for parse, _ in seeded + [(weight_averaging.parse_args, None)]:
+        with pytest.raises(SystemExit):
+            parse(["--device", "mps"])
+        assert ("argument --device: device must be 'cpu', 'cuda' or 'cuda:N' (the trainer runs on nothing else), "
+                "got 'mps'") in capsys.readouterr().err, parse
+
+
 @pytest.mark.parametrize("value", ["-1", "inf", "nan", "sqrt"])
 def test_benchmarks_refuse_a_bad_aux_noise_std(benchmarks, value, capsys):
     table1, fig5, _ = benchmarks

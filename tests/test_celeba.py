@@ -242,6 +242,26 @@ class Test_Missing:
             CelebA(str(tmp_path))
         assert len(calls) == 1
 
+    def test_a_broken_or_missing_image_inside_a_split_is_named(self, tmp_path):
+        # only the split's first image is looked at before decoding: the others fail in the decode
+        base = write_celeba(tmp_path, n=N_IMAGES)
+        broken = os.path.join(base, "img_align_celeba", file_name(3))
+        with open(broken, "rb") as f:
+            head = f.read(600)
+        with open(broken, "wb") as f:  # a half-extracted JPEG
+            f.write(head)
+        with pytest.raises(ValueError, match=f"{file_name(3)} is not a readable image .*extract img_align_celeba.zip"):
+            CelebA(str(tmp_path), "train", preload=True)
+        os.remove(broken)
+        with pytest.raises(FileNotFoundError, match=f"CelebA image not found: .*{file_name(3)}"):
+            CelebA(str(tmp_path), "train", preload=True)
+
+    def test_images_of_another_size_than_the_aligned_set_are_warned_about(self, tmp_path):
+        base = write_celeba(tmp_path, n=N_IMAGES)
+        Image.new("RGB", (218, 218)).save(os.path.join(base, "img_align_celeba", file_name(0)))
+        with pytest.warns(UserWarning, match="is 218x218, not the aligned CelebA's 178x218: its centre crop_size=140"):
+            CelebA(str(tmp_path), "train")
+
     def test_root_may_be_the_celeba_folder_itself(self, celeba_root):
         folder = os.path.join(celeba_root, "celeba")
         assert find_celeba_folder(folder) == folder
@@ -354,6 +374,47 @@ def test_bad_counts_are_refused_naming_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit):
         load_celeba_example().parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-config", "rho=0.9"], "--model-config rho=...: rho is set by --rho"),  # was overwritten by --rho
+    (["--model-config", "obs_var=0.3"], "--model-config obs_var=...: obs_var is set by --obs-var"),  # crashed
+    (["--model-config", "rh0=0.9"], "--model-config: ['rh0'] are fields of none of the models ['VAE', 'AVAE']"),
+    (["--models", "VAE", "SE", "--model-config", "se_steps=0"], "--rho, --obs-var or --model-config of SE:"),
+    (["--rho", "1"], "--rho, --obs-var or --model-config of AVAE:"),
+    (["--seed", "-1"], "argument --seed: must be an int >= 0, got '-1'"),
+])
+def test_model_settings_are_checked_before_any_image_is_decoded(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        load_celeba_example().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_model_config_fields_reach_the_models_that_have_them():
+    example = load_celeba_example()
+    args = example.parse_args(["--models", "VAE", "SE", "AVAE", "--rho", "0.9", "--model-config", "se_steps=3"])
+    assert {name: example.model_config(name, args) for name in args.models} == {
+        "VAE": {"obs_var": 0.5}, "SE": {"obs_var": 0.5, "se_steps": 3}, "AVAE": {"obs_var": 0.5, "rho": 0.9}}
+
+
+def test_a_task_with_one_class_among_the_probe_images_stops_before_training(celeba_root, tmp_path, capsys):
+    # the probe could not be fitted: found after every model had trained
+    with pytest.raises(SystemExit) as exit_info:
+        load_celeba_example().main(["--data-root", celeba_root, "--tasks", "Smiling", "--probe-n", "1",
+                                    "--iterations", "2", "--batch-size", "2", "--latent-dim", "4",  # bounded if it trains
+                                    "--output-dir", str(tmp_path / "o"), "--no-progress"])
+    assert exit_info.value.code == 2
+    assert "the 1 training images the probes are fitted on (--probe-n, --train-limit) hold one class only of " \
+           "['Smiling']" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_attacked_test_images_of_one_class_are_warned_about(celeba_root, capsys):
+    example = load_celeba_example()
+    example.load_data(example.parse_args(["--data-root", celeba_root, "--tasks", "Smiling", "Bald",
+                                          "--eval-n", "1", "--no-progress"]))
+    err = capsys.readouterr().err
+    assert "the 1 attacked test images (--eval-n) are all" in err and "for Smiling: its balanced accuracy is" in err
 
 
 def test_download_is_refused_under_torchrun(monkeypatch, capsys):

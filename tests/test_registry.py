@@ -239,3 +239,44 @@ def test_models_pushed_to_the_hub_load_back(tmp_path, monkeypatch):
     with pytest.raises(PickleRefusedError, match="encoder.pkl"):  # a user's own nets: refused, never fetched
         AVAE.load_from_hf_hub("me/own")
     assert not any(name.endswith(".pkl") for name in fetched)
+
+
+def test_pythaes_own_pipeline_runs_this_packages_trainers(registered, tmp_path):
+    """Pythae's TrainingPipeline picks trainers by an isinstance chain: a ResumableTrainerConfig
+    (a BaseTrainerConfig subclass) went to a plain BaseTrainer, without checkpoints or resume, and
+    AVAE-SS's data-free config asked for training data. The hook sends them to their trainers."""
+    from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    from pythae_avae import AVAE_SS
+    from pythae_avae.recipes import build_model
+    from pythae_avae.trainers import (DataFreeTrainer, DataFreeTrainerConfig, ResumableTrainer,
+                                      ResumableTrainerConfig, latest_checkpoint)
+
+    data = torch.rand(8, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = build_model("AVAE", "colormnist-mlp", latent_dim=2)
+    resumable = ResumableTrainerConfig(output_dir=str(tmp_path / "r"), num_epochs=1, per_device_train_batch_size=4,
+                                       checkpoint_every=1, no_cuda=True, progress_bar=False)
+    pipeline = PythaeTrainingPipeline(model, resumable)
+    pipeline(train_data=data)
+    assert type(pipeline.trainer) is ResumableTrainer and latest_checkpoint(str(tmp_path / "r")) is not None
+
+    data_free = DataFreeTrainerConfig(output_dir=str(tmp_path / "ss"), num_steps=2, steps_per_epoch=2, batch_size=4,
+                                      no_cuda=True, progress_bar=False)
+    pipeline = PythaeTrainingPipeline(AVAE_SS.from_pretrained(build_model("VAE", "colormnist-mlp", latent_dim=2)),
+                                      data_free)
+    pipeline()  # no training data
+    assert type(pipeline.trainer) is DataFreeTrainer
+
+    plain = BaseTrainerConfig(output_dir=str(tmp_path / "b"), num_epochs=1, per_device_train_batch_size=4, no_cuda=True)
+    pipeline = PythaeTrainingPipeline(model, plain)
+    pipeline(train_data=data)
+    assert type(pipeline.trainer) is BaseTrainer  # Pythae's own configs: Pythae's own dispatch
+    try:
+        unregister_from_pythae()
+        pipeline = PythaeTrainingPipeline(model, resumable)
+        pipeline(train_data=data)
+        assert type(pipeline.trainer) is BaseTrainer  # what the hook is for
+    finally:
+        register_with_pythae()

@@ -200,6 +200,18 @@ def test_resume_from_starts_a_run_and_its_rerun_continues_its_own_checkpoint(tmp
     assert counter.steps == 8 - 4  # not 8 - 2: resume_from's step 2 would redo steps 3 and 4
 
 
+def test_a_resume_from_of_other_settings_gives_advice_that_helps(tmp_path):
+    # resume=False skips the run's own checkpoint only: it cannot be the way out here
+    run(tmp_path / "source", iterations=2)
+    source = latest_checkpoint(str(tmp_path / "source" / "pythae"))
+    config = ResumableTrainerConfig(output_dir=str(tmp_path / "copy"), num_epochs=4, per_device_train_batch_size=8,
+                                    learning_rate=1e-3, seed=0, no_cuda=True, resume_from=source)
+    with pytest.raises(CheckpointMismatchError) as err:
+        TrainingPipeline(fresh(), config)(DATA)
+    assert "global_batch_size=16 (this run: 8)" in str(err.value)
+    assert str(err.value).endswith("or resume_from=None to start over") and "resume=False" not in str(err.value)
+
+
 def test_signal_handlers_are_restored_even_when_python_did_not_install_them(monkeypatch):
     from pythae_avae.trainers import resumable
 
@@ -348,6 +360,62 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     weights = torch.load(os.path.join(checkpoint, "model.pt"), weights_only=True)["model_state_dict"]
     assert all(torch.isfinite(v).all() for v in weights.values())
     assert all(torch.isfinite(p).all() for p in pipeline.trainer.model.parameters())  # not updated
+
+
+class PoisonWeightsAt(TrainingCallback):
+    """After step ``at`` a weight is NaN although the step's loss was finite (as non-finite
+    gradients leave it)."""
+
+    def __init__(self, model, at):
+        self.model, self.at, self.steps = model, at, 0
+
+    def on_train_step_end(self, training_config, **kwargs):
+        self.steps += 1
+        if self.steps == self.at:
+            with torch.no_grad():
+                next(self.model.parameters()).view(-1)[0] = float("nan")
+
+
+def test_nan_weights_are_never_saved_as_a_good_checkpoint(tmp_path):
+    model = fresh()
+    config = ResumableTrainerConfig(output_dir=str(tmp_path), num_epochs=5, per_device_train_batch_size=8,
+                                    no_cuda=True, checkpoint_every=4)
+    with pytest.raises(NonFiniteLossError, match=r"weights hold NaN or inf after step 8 .*last good checkpoint: .*\(step 4\)"):
+        TrainingPipeline(model, config)(DATA, callbacks=[PoisonWeightsAt(model, at=8)])  # a checkpoint step
+    checkpoint = latest_checkpoint(str(tmp_path))
+    assert torch.load(os.path.join(checkpoint, "trainer_state.pt"), weights_only=True)["global_step"] == 4
+
+
+@pytest.mark.parametrize("field", ["num_epochs", "per_device_train_batch_size", "per_device_eval_batch_size"])
+def test_counts_pythaes_config_takes_unchecked_are_refused(field, tmp_path):
+    # num_epochs=0 saved the untrained model as the final one; batch 0 failed in a division later
+    for config_cls in (ResumableTrainerConfig, DataFreeTrainerConfig):
+        with pytest.raises(ValueError, match=f"{field} must be an int >= 1, got 0"):
+            config_cls(output_dir=str(tmp_path), **{field: 0})
+
+
+class RandomlyShifted(torch.utils.data.Dataset):
+    """DATA with a random brightness shift drawn from torch's generator at every fetch (a
+    user's augmentation)."""
+
+    def __len__(self):
+        return len(DATA)
+
+    def __getitem__(self, index):
+        from pythae.data.datasets import DatasetOutput
+
+        return DatasetOutput(data=(DATA[index] + 0.1 * torch.rand(())).clamp(0, 1), labels=torch.zeros(()))
+
+
+def test_a_datasets_random_transforms_replay_after_a_resume(tmp_path):
+    def train(out, callbacks=()):
+        return train_for_iterations(fresh(), RandomlyShifted(), iterations=6, batch_size=16, chunk_iterations=2,
+                                    output_dir=str(out), device="cpu", callbacks=list(callbacks)).state_dict()
+
+    reference = train(tmp_path / "ref")
+    with pytest.raises(Interrupt):
+        train(tmp_path / "cut", [CountSteps(fail_at=3)])  # the last checkpoint: step 2
+    assert_same_weights(train(tmp_path / "cut"), reference)
 
 
 def test_nan_loss_after_resume_from_names_that_checkpoint(tmp_path):

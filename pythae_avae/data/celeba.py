@@ -217,21 +217,33 @@ def parse_partition(path: str) -> Dict[str, int]:
 PREPROCESSING = "centre-crop, PIL bilinear resize, uint8"
 
 
+def _unreadable(path: str, err: OSError) -> ValueError:
+    return ValueError(f"{path} is not a readable image ({err}); extract img_align_celeba.zip again")
+
+
 def load_image(path: str, crop_size: int = CROP_SIZE, image_size: int = IMAGE_SIZE) -> np.ndarray:
     """One image, centre-cropped to ``crop_size`` and resized: ``(3, S, S)`` uint8.
 
     Raises:
-        ValueError: the image is smaller than ``crop_size``.
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is no readable image (a truncated or half-extracted JPEG), or the
+            image is smaller than ``crop_size``.
     """
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        width, height = img.size
-        if width < crop_size or height < crop_size:
-            raise ValueError(f"{path} is {width}x{height}, smaller than crop_size={crop_size}")
-        left, top = (width - crop_size) // 2, (height - crop_size) // 2
-        img = img.crop((left, top, left + crop_size, top + crop_size))
-        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")  # decodes the whole file: a truncated one fails here
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"CelebA image not found: {path}, listed in the partition file; "
+                                "extract img_align_celeba.zip again") from err
+    except OSError as err:  # PIL's UnidentifiedImageError and "image file is truncated"
+        raise _unreadable(path, err) from err
+    width, height = img.size
+    if width < crop_size or height < crop_size:
+        raise ValueError(f"{path} is {width}x{height}, smaller than crop_size={crop_size}")
+    left, top = (width - crop_size) // 2, (height - crop_size) // 2
+    img = img.crop((left, top, left + crop_size, top + crop_size))
+    img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def load_images(
@@ -384,6 +396,20 @@ class CelebA(Dataset):
         first = os.path.join(self.image_dir, files[0])
         if not os.path.isfile(first):  # fail now rather than in the first batch
             raise FileNotFoundError(f"CelebA image not found: {first}.\n" + layout_help(self.root))
+        self._warn_unless_aligned_size(first)
+
+    def _warn_unless_aligned_size(self, path: str):
+        """The crop is defined on the aligned 178 x 218 images: on a re-packed copy of another
+        size the same centre square frames another part of the face (more background or less)."""
+        try:
+            with Image.open(path) as img:  # reads the header only
+                size = img.size
+        except OSError as err:
+            raise _unreadable(path, err) from err
+        if size != ALIGNED_SIZE:
+            warnings.warn(f"{path} is {size[0]}x{size[1]}, not the aligned CelebA's "
+                          f"{ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]}: its centre crop_size={self.crop_size} square "
+                          "frames the face differently from the documented crop")
 
     def _check_tasks(self, tasks: Sequence[str]) -> Tuple[str, ...]:
         if isinstance(tasks, str):

@@ -7,8 +7,10 @@ name. Two layers fix that:
 * every model here resolves its own config through :data:`MODEL_REGISTRY`
   (:meth:`PluginLoadMixin._load_model_config_from_folder`), so ``AVAE.load_from_folder`` works
   without touching Pythae;
-* :func:`register_with_pythae` (run on ``import pythae_avae``) wraps Pythae's two dispatchers:
-  a registered name is served from the registry, anything else goes to the original method.
+* :func:`register_with_pythae` (run on ``import pythae_avae``) wraps Pythae's dispatchers
+  (``AutoModel``'s loaders, ``AutoConfig.from_json_file``, ``TrainingPipeline.__call__``): a
+  registered name or training config is served from the registry, anything else goes to the
+  original method.
   It is idempotent and :func:`unregister_from_pythae` restores the originals.
 """
 
@@ -18,6 +20,7 @@ from typing import Dict, NamedTuple, Optional, Type
 
 from pythae.models import AutoModel
 from pythae.models.auto_model import AutoConfig
+from pythae.pipelines import TrainingPipeline as PythaeTrainingPipeline
 
 from .serialization import (ARCHITECTURE_FILE, PARTS, PickleRefusedError, check_no_pickles, load_model, net_specs,
                             pickle_allowed, read_weights, save_model)
@@ -31,7 +34,7 @@ class RegisteredModel(NamedTuple):
 #: config class name (as written in ``model_config.json``) -> model and config classes
 MODEL_REGISTRY: Dict[str, RegisteredModel] = {}
 
-_ORIGINALS: Dict[str, classmethod] = {}
+_ORIGINALS: Dict[str, object] = {}
 
 
 def register_model(config_cls: Type):
@@ -209,10 +212,27 @@ def _auto_config_from_json_file(cls, json_path: str):
     return _ORIGINALS["AutoConfig.from_json_file"].__func__(cls, json_path)
 
 
+def _training_pipeline_call(self, train_data=None, eval_data=None, callbacks=None):
+    """Pythae's ``TrainingPipeline.__call__`` once :func:`register_with_pythae` has run: a
+    training config of this package's (``ResumableTrainerConfig``, ``DataFreeTrainerConfig``)
+    is trained by its own trainer through :class:`pythae_avae.pipelines.TrainingPipeline`;
+    Pythae's ``isinstance`` chain would hand it to a plain ``BaseTrainer`` (no checkpoints, no
+    resume, AVAE-SS trained on data) without a word. Any other config: Pythae's own method."""
+    from ..pipelines.training import TrainingPipeline, registered_trainer
+
+    if registered_trainer(self.training_config) is None:
+        return _ORIGINALS["TrainingPipeline.__call__"](self, train_data, eval_data, callbacks=callbacks)
+    pipeline = TrainingPipeline(model=self.model, training_config=self.training_config)
+    pipeline(train_data, eval_data, callbacks=callbacks)
+    self.trainer = pipeline.trainer
+
+
+#: name -> (owner, attribute, replacement) of what :func:`register_with_pythae` wraps
 _HOOKS = {
-    "AutoModel.load_from_folder": (AutoModel, "load_from_folder", _auto_model_load_from_folder),
-    "AutoModel.load_from_hf_hub": (AutoModel, "load_from_hf_hub", _auto_model_load_from_hf_hub),
-    "AutoConfig.from_json_file": (AutoConfig, "from_json_file", _auto_config_from_json_file),
+    "AutoModel.load_from_folder": (AutoModel, "load_from_folder", classmethod(_auto_model_load_from_folder)),
+    "AutoModel.load_from_hf_hub": (AutoModel, "load_from_hf_hub", classmethod(_auto_model_load_from_hf_hub)),
+    "AutoConfig.from_json_file": (AutoConfig, "from_json_file", classmethod(_auto_config_from_json_file)),
+    "TrainingPipeline.__call__": (PythaeTrainingPipeline, "__call__", _training_pipeline_call),
 }
 
 
@@ -221,12 +241,13 @@ def is_registered_with_pythae() -> bool:
 
 
 def register_with_pythae() -> None:
-    """Makes ``pythae.models.AutoModel`` load this package's models. Safe to call twice."""
+    """Makes ``pythae.models.AutoModel`` load this package's models and Pythae's
+    ``TrainingPipeline`` run this package's trainers. Safe to call twice."""
     if _ORIGINALS:
         return
     for key, (owner, attr, hook) in _HOOKS.items():
         _ORIGINALS[key] = owner.__dict__[attr]
-        setattr(owner, attr, classmethod(hook))
+        setattr(owner, attr, hook)
 
 
 def unregister_from_pythae() -> None:

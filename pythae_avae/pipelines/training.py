@@ -22,6 +22,15 @@ def _with_term_logger(callbacks: Optional[List[TrainingCallback]]):
     return callbacks
 
 
+def registered_trainer(training_config):
+    """The trainer class :data:`TRAINER_REGISTRY` holds for ``training_config`` (its most
+    specific registered class), or None."""
+    for config_cls in type(training_config).__mro__:
+        if config_cls in TRAINER_REGISTRY:
+            return TRAINER_REGISTRY[config_cls]
+    return None
+
+
 class TrainingPipeline(PythaeTrainingPipeline):
     """Pythae's ``TrainingPipeline`` plus per-term logging and this package's trainers.
 
@@ -34,12 +43,6 @@ class TrainingPipeline(PythaeTrainingPipeline):
         >>> pipeline = TrainingPipeline(model, BaseTrainerConfig(num_epochs=10))
         >>> pipeline(train_data=x_train, eval_data=x_eval)
     """
-
-    def _registered_trainer(self):
-        for config_cls in type(self.training_config).__mro__:
-            if config_cls in TRAINER_REGISTRY:
-                return TRAINER_REGISTRY[config_cls]
-        return None
 
     def _to_dataset(self, data):
         if data is None:
@@ -58,7 +61,7 @@ class TrainingPipeline(PythaeTrainingPipeline):
             check_batches_for_batch_norm(self.model, len(train_data), config.per_device_train_batch_size,
                                          max(getattr(config, "world_size", 1), 1))  # Pythae's -1: one process
         callbacks = _with_term_logger(callbacks)
-        trainer_cls = self._registered_trainer()
+        trainer_cls = registered_trainer(self.training_config)
         if trainer_cls is None:
             if train_data is None:
                 raise ValueError(

@@ -51,7 +51,7 @@ class DataFreeTrainerConfig(ResumableTrainerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("steps_per_epoch", "num_steps", "batch_size", "num_epochs"):
+        for name in ("steps_per_epoch", "num_steps", "batch_size"):  # num_epochs: the parent's check
             value = getattr(self, name)
             if value is not None:
                 check_int(value, name)

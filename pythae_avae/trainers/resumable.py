@@ -27,6 +27,7 @@ stops on a NaN loss without saying where. :class:`ResumableTrainer` keeps Pythae
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import shutil
 import signal
 import threading
 from copy import deepcopy
-from typing import Iterable, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -102,6 +103,11 @@ class ResumableTrainerConfig(BaseTrainerConfig):
     def __post_init__(self):
         super().__post_init__()
         check_int(self.checkpoint_every, "checkpoint_every", why="optimizer steps")
+        # Pythae's config takes them unchecked: 0 epochs saved the untrained model as final,
+        # batch 0 failed later in a division
+        check_int(self.num_epochs, "num_epochs")
+        check_int(self.per_device_train_batch_size, "per_device_train_batch_size")
+        check_int(self.per_device_eval_batch_size, "per_device_eval_batch_size")
         if self.resume_from is not None and not os.path.isfile(os.path.join(self.resume_from, TRAINER_STATE)):
             raise FileNotFoundError(
                 f"resume_from={self.resume_from!r} must be a checkpoint folder holding {TRAINER_STATE} "
@@ -115,6 +121,13 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     # other ranks: a hash, so that no rank replays another's noise some steps apart (a
     # rank offset would: rank 1's step k drew rank 0's step k + offset)
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0]) % (2**63 - 1)
+
+
+def _data_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the generator a step's batch is fetched with (a dataset's own random
+    transforms): apart from the step's seed, so that the data's noise and the model's differ."""
+    state = np.random.SeedSequence([seed, max(rank, 0), step, 1]).generate_state(1, dtype=np.uint64)
+    return int(state[0]) % (2**63 - 1)
 
 
 def unwrap_model(model):
@@ -140,7 +153,8 @@ def named_differences(recorded: dict, ours: dict, ours_label: str = "this run") 
 def _fsync(path: str):
     """Flushes a file, or a folder's entries (renames), to the disk."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # a file opened for writing: Windows' fsync (FlushFileBuffers) refuses a read-only handle
+        fd = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_RDWR)
     except OSError:
         if os.path.isdir(path):  # Windows cannot open a folder to flush it: skipped there
             return
@@ -285,6 +299,12 @@ class ResumableTrainer(BaseTrainer):
 
     # ---------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epoch, step_in_epoch, global_step, epoch_loss, best):
+        # a finite loss with non-finite gradients puts NaN in the weights: never a "good" checkpoint
+        if not all(bool(torch.isfinite(p).all()) for p in unwrap_model(self.model).parameters()):
+            raise NonFiniteLossError(
+                f"the weights hold NaN or inf after step {global_step} (epoch {epoch}), from non-finite "
+                f"gradients; they were not saved; {self._last_good()}. Lower learning_rate or check the data."
+            )
         if self.distributed:  # every rank saves together: resumed, each takes the ranks' mean
             epoch_loss = self._all_reduce([epoch_loss])[0] / self.world_size  # (same epoch sum)
         out = self.training_config.output_dir
@@ -416,7 +436,14 @@ class ResumableTrainer(BaseTrainer):
         resume = (latest_checkpoint(cfg.output_dir) if cfg.resume else None) or cfg.resume_from
         state = None
         if resume is not None:
-            state = self._load_checkpoint(resume)
+            try:
+                state = self._load_checkpoint(resume)
+            except CheckpointMismatchError as err:
+                if resume != cfg.resume_from:
+                    raise
+                # resume=False would not help: it skips this run's own checkpoint, not resume_from
+                raise CheckpointMismatchError(err.reason, "Pass as resume_from a checkpoint of a run with these "
+                                                          "settings, or resume_from=None to start over") from None
             # the run folder's name only: a moved output_dir continues in its new place
             self._resumed_training_dir = os.path.join(
                 cfg.output_dir, os.path.basename(os.path.normpath(state["training_dir"])))
@@ -449,7 +476,8 @@ class ResumableTrainer(BaseTrainer):
                     self.callback_handler.on_train_step_begin(training_config=cfg, train_loader=self.train_loader,
                                                               epoch=epoch, rank=self.rank)
                     self.model.train()
-                    for step_in_epoch, inputs in enumerate(self._epoch_batches(epoch, start), start=start + 1):
+                    batches = self._seeded_fetches(self._epoch_batches(epoch, start), global_step + 1)
+                    for step_in_epoch, inputs in enumerate(batches, start=start + 1):
                         self._position = None
                         loss, stop_agreed = self._train_one_step(inputs, epoch, global_step + 1, stop)
                         # under DDP every rank must stop after the same step: a signal that
@@ -484,6 +512,24 @@ class ResumableTrainer(BaseTrainer):
                 raise
         self._finish(best)
 
+    def _last_good(self) -> str:
+        # after resume_from and before this run's first checkpoint, the good one is resume_from
+        return (f"last good checkpoint: {self.last_checkpoint} (step {self.last_checkpoint_step})"
+                if self.last_checkpoint is not None else "no checkpoint was written yet")
+
+    def _seeded_fetches(self, batches: Iterable, first_step: int) -> Iterator:
+        """``batches``, each fetched after seeding torch's generator from ``(seed, rank, step)``:
+        a dataset's random transforms then draw the same numbers in a resumed run as in an
+        uninterrupted one (the step itself is seeded again, by :meth:`_seed_step`)."""
+        batches = iter(batches)
+        for step in itertools.count(first_step):
+            torch.random.default_generator.manual_seed(_data_seed(self.training_config.seed, self.rank, step))
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield batch
+
     def _seed_step(self, global_step: int):
         """Seeds the generators a step draws from: the CPU's, and CUDA's when training there.
 
@@ -509,12 +555,9 @@ class ResumableTrainer(BaseTrainer):
         if stop_flag and stop.signum is None:
             stop.signum = signal.SIGTERM  # another rank was asked to stop
         if bad:
-            # after resume_from and before this run's first checkpoint, the good one is resume_from
-            where = (f"last good checkpoint: {self.last_checkpoint} (step {self.last_checkpoint_step})"
-                     if self.last_checkpoint is not None else "no checkpoint was written yet")
             raise NonFiniteLossError(
                 f"training loss is {value} at step {global_step} (epoch {epoch}); the weights were "
-                f"not updated with it; {where}. Lower learning_rate or check the data."
+                f"not updated with it; {self._last_good()}. Lower learning_rate or check the data."
             )
         self._optimizers_step(output)
         return value, bool(stop_flag)

@@ -31,6 +31,7 @@ import shlex
 import statistics
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -156,9 +157,24 @@ def refuse_other_settings(path: str, recorded: dict, ours: dict):
         )
 
 
+def record_settings(args, row, out):
+    """Writes ``out/settings.json`` before training (``tabulate_evals.py`` checks an unfinished
+    run's evaluations by it; ``result.json`` comes only at the end), or refuses a run folder
+    made with other settings."""
+    path, ours = os.path.join(out, "settings.json"), run_settings(args, row)
+    if os.path.isfile(path):
+        with open(path) as f:
+            refuse_other_settings(path, json.load(f), ours)
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(ours, f, indent=2)
+
+
 def train_row(args, row, seed, data, trained):
     name, config, iterations, arch = row_setup(args, row)
     out = run_dir(args, row, seed)
+    record_settings(args, row, out)
     common = dict(iterations=iterations, batch_size=args.batch_size, learning_rate=args.lr,
                   seed=seed, device=args.device, progress=not args.no_progress)
     if name == "AVAE-SS":
@@ -251,10 +267,14 @@ def accuracy(result, task, eps, attack):
     return None
 
 
-def mean_time(runs):
-    """Mean seconds per training step over the runs that timed any (None if none did)."""
-    times = [r["seconds_per_iteration"] for r in runs if r["seconds_per_iteration"] is not None]
-    return statistics.mean(times) if times else None
+def time_ratio(runs, vae_runs) -> Optional[float]:
+    """Median over seeds of a run's seconds per step over the VAE run's of the same seed made on
+    the same machine (None where no seed has both): runs of other hosts, or timed in another
+    process, are not compared."""
+    vae = {(r["seed"], r.get("machine")): r["seconds_per_iteration"] for r in vae_runs}
+    ratios = [r["seconds_per_iteration"] / vae[(r["seed"], r.get("machine"))] for r in runs
+              if r["seconds_per_iteration"] and vae.get((r["seed"], r.get("machine")))]
+    return statistics.median(ratios) if ratios else None
 
 
 def summarize(args, results):
@@ -263,7 +283,7 @@ def summarize(args, results):
     header += ["time ×VAE", "SSE/img", "seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     vae_rows = [r for r in results if args.row_specs[r][0] == "VAE"]
-    vae_time = mean_time(results[vae_rows[0]]) if vae_rows else None
+    vae_runs = results[vae_rows[0]] if vae_rows else []
     for row, runs in results.items():
         cells = [row]
         for task, eps, attack in columns:
@@ -274,8 +294,8 @@ def summarize(args, results):
                 cells.append(f"{values[0]:.1f}")
             else:
                 cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
-        t = mean_time(runs)
-        cells.append(f"×{t / vae_time:.2f}" if vae_time and t else "–")
+        ratio = time_ratio(runs, vae_runs)
+        cells.append(f"×{ratio:.2f}" if ratio else "–")
         cells.append(f"{statistics.mean(r['reconstruction']['sse_per_image'] for r in runs):.1f}")
         cells.append(",".join(str(r["seed"]) for r in runs))
         lines.append("| " + " | ".join(cells) + " |")
@@ -336,11 +356,13 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
         f"{args.iterations} iterations{rounding}, "
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "
         f"PGD-{args.pgd_steps} x{args.pgd_restarts} (CE and margin) on {args.eval_n} test images; "
-        + (f"AutoAttack at eps {args.aa_eps} on the first {min(args.aa_n, args.eval_n)} of them (a subset that may be easier or "
-           f"harder than all {args.eval_n}: compare it with PGD on the same images, python -m "
+        + (f"AutoAttack at eps {args.aa_eps} on the first {args.aa_n} test images (a set that may be easier or "
+           f"harder than PGD's {args.eval_n}: compare it with PGD on the same images, python -m "
            f"pythae_avae.evaluation --eval-n {args.aa_n}, not with the PGD columns). " if args.aa_n > 0
            else "No AutoAttack. ")
-        + "Mean ± std over seeds. "
+        + "Mean ± std over seeds. time ×VAE: wall time per training step of the process that trained the run "
+        "(per-epoch test loss, checkpoints and whatever else ran on the host included) over the VAE's of the "
+        "same seed on the same machine, median over seeds; not a speed measure (benchmarks/speed.py is). "
         f"Runs made on: {'; '.join(ran_on) or machine}. This table: {command}"
     )
     print("\n" + note + "\n\n" + table)

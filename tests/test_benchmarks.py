@@ -94,6 +94,32 @@ def test_table1_runs_resumes_and_tabulates(benchmarks, tmp_path, capsys):
     assert next(line for line in lines if line.startswith("| VAE |")).endswith("| 0,1 |")
 
 
+def test_table1_time_ratio_compares_a_seed_with_the_vae_of_that_seed_and_machine(benchmarks):
+    # the mean over seeds pooled hosts and crowded runs: SE^5 0.1 and 0.2 (same cost) read x9.9 and x13.2
+    table1, _, _ = benchmarks
+
+    def run(seed, seconds, machine="a"):
+        return dict(seed=seed, seconds_per_iteration=seconds, machine=machine)
+
+    vae = [run(0, 1.0), run(1, 2.0), run(2, 1.0, "b")]
+    assert table1.time_ratio([run(0, 3.0), run(1, 5.0), run(2, 9.0, "b")], vae) == 3.0  # median of 3, 2.5, 9
+    assert table1.time_ratio([run(0, 3.0, "b"), run(1, None)], vae) is None  # another host; not timed
+    assert table1.time_ratio([run(3, 3.0)], vae) is None  # no VAE of that seed
+
+
+def test_table1_records_a_runs_settings_before_training_it(benchmarks, tmp_path):
+    # tabulate_evals.py checks an unfinished run by them (result.json is written at the end)
+    table1, _, _ = benchmarks
+    args = table1.parse_args(["--output-dir", str(tmp_path)])
+    out = tmp_path / "runs" / "AVAE" / "seed0"
+    table1.record_settings(args, "AVAE", str(out))
+    assert json.loads((out / "settings.json").read_text()) == table1.run_settings(args, "AVAE")
+    table1.record_settings(args, "AVAE", str(out))  # the same settings: continued
+    other = table1.parse_args(["--output-dir", str(tmp_path), "--lr", "2e-3"])
+    with pytest.raises(SystemExit, match=r"settings.json was made with other settings: lr=0.001 \(this command: 0.002\)"):
+        table1.record_settings(other, "AVAE", str(out))
+
+
 def test_table1_presets_and_summarize_only(benchmarks, tmp_path):
     table1, _, _ = benchmarks
     args = table1.parse_args(["--preset", "cpu", "--seeds", "4"])

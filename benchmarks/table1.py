@@ -17,10 +17,12 @@ of the same seed (trained first if missing) for the same number of iterations.
 
 Columns: adversarial accuracy of linear probes on mu(x) for the digit and colour tasks under
 PGD (CE and margin, per-example worst case) at each ``--eps``, AutoAttack at ``--aa-eps`` on
-``--aa-n`` images, training seconds per iteration relative to the VAE row (measured in the
-runs, over the steps each trained in its last process, so noisy on a shared machine:
-``benchmarks/speed.py`` gives the interleaved ratios),
+``--aa-n`` images, training seconds per iteration relative to the VAE run of the same seed and
+machine, median over seeds (measured in the runs, over the steps each trained in its last
+process, so noisy on a shared machine: ``benchmarks/speed.py`` gives the interleaved ratios),
 and the test reconstruction error of g(mu(x)). Results: ``results.json`` and ``results.md``.
+``--summarize-only`` trains nothing; with ``--preset paper`` (full MNIST) it reads no digits,
+so GPU runs can be tabulated where MNIST is not.
 """
 
 import argparse
@@ -124,12 +126,22 @@ def row_setup(args, row):
     return name, with_aux_noise_std(name, config, args.aux_noise_std), iterations, arch
 
 
+#: training digits of full MNIST (torchvision's train split)
+MNIST_TRAIN_SIZE = 60_000
+
+
+def full_mnist(args) -> bool:
+    """Whether the runs train on full MNIST: ``--mnist-root``, or ``--preset paper``, which trains
+    on nothing else (its ``--summarize-only`` reads no data and may run where MNIST is not)."""
+    return bool(args.mnist_root) or args.preset == "paper"
+
+
 def run_settings(args, row) -> dict:
     """Everything a run's numbers depend on, as stored in its ``result.json``."""
     name, config, iterations, arch = row_setup(args, row)
     settings = dict(
         model=name, config=config, iterations=iterations, arch=arch, latent_dim=args.latent_dim,
-        lr=args.lr, batch_size=args.batch_size, data="torchvision MNIST" if args.mnist_root else "embedded",
+        lr=args.lr, batch_size=args.batch_size, data="torchvision MNIST" if full_mnist(args) else "embedded",
         eps=list(args.eps), eval_n=args.eval_n, pgd_steps=args.pgd_steps,
         pgd_restarts=args.pgd_restarts, aa_eps=args.aa_eps, aa_n=args.aa_n,
     )
@@ -321,12 +333,16 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     args = parse_args(argv, rows, doc, output_dir, aux_noise_std)
     command = command_line(script, argv)
     args.device = args.device or default_device()
-    source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
-    train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)
-    data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
+    if args.summarize_only and full_mnist(args):  # the table reads result.json: no digits needed
+        data, n_train = None, MNIST_TRAIN_SIZE
+    else:
+        source = dict(source="torchvision", root=args.mnist_root) if args.mnist_root else {}
+        train, test = ColorMNIST("train", **source), ColorMNIST("test", **source)
+        data = {"train": train, "test": test, "train_arrays": train.arrays(), "test_arrays": test.arrays()}
+        n_train = len(train)
     gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
     machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}{gpu}"
-    rounding = budget_rounding(args, len(train))
+    rounding = budget_rounding(args, n_train)
     print(f"{title} | {machine} | rows={args.rows} seeds={args.seeds} iterations={args.iterations}{rounding}")
     trained = {}
     for seed in args.seeds:
@@ -351,7 +367,7 @@ def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
     # --summarize-only may tabulate runs made elsewhere (e.g. on a GPU machine): name where
     ran_on = sorted({r.get("machine", "not recorded") for runs in results.values() for r in runs})
     note = (
-        f"colorMNIST ({'full MNIST' if args.mnist_root else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
+        f"colorMNIST ({'full MNIST' if full_mnist(args) else 'embedded 5k digits: 4,000 train / 1,000 test'}), "
         f"{args.arch}, latent {args.latent_dim}, obs_var {args.obs_var}{aux_noise_std_note(args.aux_noise_std)}, "
         f"{args.iterations} iterations{rounding}, "
         f"Adam lr {args.lr}, batch {args.batch_size}. Probe: logistic regression on mu(x). "

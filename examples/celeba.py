@@ -148,10 +148,14 @@ def _config_cls(name: str):
     return MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
 
 
+def _config_fields(name: str) -> set:
+    return {f.name for f in dataclasses.fields(_config_cls(name))}
+
+
 def model_config(name: str, args) -> Dict[str, object]:
     """Config fields for model ``name``: --obs-var, --rho (models with a delusion) and the
     --model-config fields it has."""
-    fields = {f.name for f in dataclasses.fields(_config_cls(name))}
+    fields = _config_fields(name)
     wanted = dict(obs_var=args.obs_var, **({"rho": args.rho} if name in DELUSION_MODELS else {}))
     wanted.update(args.model_config)
     return {k: v for k, v in wanted.items() if k in fields}
@@ -164,7 +168,7 @@ def check_model_configs(args):
     for key in args.model_config:
         if key in FLAG_FIELDS:
             raise ValueError(f"--model-config {key}=...: {key} is set by {FLAG_FIELDS[key]}")
-    known = set().union(*({f.name for f in dataclasses.fields(_config_cls(m))} for m in args.models))
+    known = set().union(*(_config_fields(m) for m in args.models))
     unknown = sorted(set(args.model_config) - known)
     if unknown:
         raise ValueError(f"--model-config: {unknown} are fields of none of the models {args.models}")

@@ -88,9 +88,10 @@ def training_device_arg(text: str) -> str:
     trainer cannot run on (:func:`training_device`: ``mps`` would be refused after the data
     is loaded)."""
     device = device_arg(text)
-    if torch.device(device).type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(
-            f"device must be 'cpu', 'cuda' or 'cuda:N' (the trainer runs on nothing else), got {text!r}")
+    try:
+        _trainer_device_type(device)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
     return device
 
 
@@ -172,19 +173,25 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def _trainer_device_type(device: str) -> torch.device:
+    """``device`` parsed, if it is one the trainer runs on (CPU or CUDA); ValueError otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (the trainer runs on nothing else), got {device!r}")
+    return parsed
+
+
 def training_device(device: Optional[str]) -> str:
     """``"cpu"`` or ``"cuda"`` for the trainer's ``no_cuda``, from ``device`` (default:
     :func:`default_device`). Pythae's trainer knows only those two, so ``"cuda:N"`` makes GPU N
     the current device, and what it cannot honour is refused rather than run elsewhere."""
     device = device or default_device()
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    parsed = _trainer_device_type(device)
     if parsed.type == "cpu":
         return "cpu"
-    if parsed.type != "cuda":
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (the trainer runs on nothing else), got {device!r}")
     if not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu'")
     if parsed.index is not None:

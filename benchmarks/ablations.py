@@ -41,6 +41,10 @@ VARIANTS = {
     # BatchNorm: AVAE encodes x and x~ in separate batches, so BN statistics mix both
     "VAE no BN": ("VAE", {"arch": "colormnist-conv-nobn"}),
     "AVAE no BN": ("AVAE", {"aux_noise": False, "arch": "colormnist-conv-nobn"}),
+    # AVAE-SS: its data-free steps move the encoder's BatchNorm running statistics (real data's,
+    # from the VAE) to the decoder samples', and evaluation on real images uses them
+    "AVAE-SS": ("AVAE-SS", {}),
+    "AVAE-SS frozen BN": ("AVAE-SS", {"generated_batch_norm": "frozen"}),
     # training length (x3)
     "VAE x3 iterations": ("VAE", {"iterations": None}),
     "AVAE x3 iterations": ("AVAE", {"aux_noise": False, "iterations": None}),

@@ -62,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup-epoch", type=int, default=0,
                    help="epochs over which the delusion's terms ramp up from 0 (AVAEConfig.warmup_epoch; default: 0, "
                         "full weight from the start)")
+    p.add_argument("--aux-samples", type=int, default=1,
+                   help="delusions per data point, their terms averaged (AVAEConfig.aux_samples; default: 1, "
+                        "the paper's)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", type=training_device_arg, default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -75,6 +78,8 @@ def parse_args(argv=None):
         p.error(f"--latent-dim must be >= 1, got {args.latent_dim}")
     if args.warmup_epoch < 0:
         p.error(f"--warmup-epoch must be >= 0 epochs, got {args.warmup_epoch}")
+    if args.aux_samples < 1:
+        p.error(f"--aux-samples must be >= 1 delusions per data point, got {args.aux_samples}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -114,6 +119,8 @@ def model_config(args, name, rho=None) -> dict:
             config["aux_batch_norm"] = args.aux_batch_norm
         if args.warmup_epoch:
             config["warmup_epoch"] = args.warmup_epoch
+        if args.aux_samples != 1:
+            config["aux_samples"] = args.aux_samples
     return with_aux_noise_std(name, config, args.aux_noise_std)
 
 
@@ -231,6 +238,7 @@ def main(argv=None):
             + aux_noise_std_note(args.aux_noise_std)
             + ("" if args.aux_batch_norm == "batch" else f", delusion BatchNorm mode {args.aux_batch_norm}")
             + (f", delusion terms warmed up over {args.warmup_epoch} epochs" if args.warmup_epoch else "")
+            + (f", {args.aux_samples} delusions per data point" if args.aux_samples != 1 else "")
             + f", Adam lr {args.lr}"
             + ("" if args.lr_schedule == "constant"
                else f" ({args.lr_schedule} schedule over {args.stages[-1]:,} iterations)")

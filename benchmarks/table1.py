@@ -10,7 +10,8 @@ Every (row, seed) run lives in ``<output-dir>/runs/<row>/seed<k>``: training res
 skipped, so rerunning after an interruption continues. ``results.md`` tabulates every finished
 run in the folder, whichever command made it: ``--seeds 0`` then ``--seeds 1`` (or two processes
 with other ``--rows``) add up to one table with both seeds. Each ``result.json`` records the
-settings it was made with; a command with other settings (e.g. another ``--obs-var``) in the
+settings it was made with (the model's full config too, defaults included, since 2026-11-29;
+older records are compared without it); a command with other settings (e.g. another ``--obs-var``) in the
 same folder stops with the differences named instead of mixing runs in one table (and
 training refuses to resume a checkpoint of another configuration). ``AVAE-SS`` post-trains the ``VAE`` row
 of the same seed (trained first if missing) for the same number of iterations.
@@ -26,6 +27,7 @@ so GPU runs can be tabulated where MNIST is not.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -42,7 +44,7 @@ from pythae_avae.diagnostics import autoencoding_consistency, reconstruction_err
 from pythae_avae.evaluation import evaluate_robustness, fit_probes
 from pythae_avae.nets import COLOR_MNIST_ARCHITECTURES, LONG_PRESET_ARCH
 from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argument, aux_noise_std_note,
-                                 build_model, data_free_budget, default_device, epoch_budget,
+                                 build_model, data_free_budget, default_device, epoch_budget, model_config,
                                  post_train_avae_ss, radius_arg, seed_arg, train_for_iterations,
                                  training_device_arg, with_aux_noise_std)
 from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
@@ -144,8 +146,14 @@ def run_settings(args, row) -> dict:
         lr=args.lr, batch_size=args.batch_size, data="torchvision MNIST" if full_mnist(args) else "embedded",
         eps=list(args.eps), eval_n=args.eval_n, pgd_steps=args.pgd_steps,
         pgd_restarts=args.pgd_restarts, aa_eps=args.aa_eps, aa_n=args.aa_n,
+        # every field, defaults included: a default changed since a run finished is seen
+        model_config=dataclasses.asdict(model_config(name, arch, args.latent_dim, **config)),
     )
     return json.loads(json.dumps(settings))
+
+
+#: recorded by runs since 2026-11-29 only: compared on the fields both records have
+PARTIAL_SETTINGS = ("model_config",)
 
 
 def check_settings(args, row, path, result):
@@ -161,7 +169,7 @@ def check_settings(args, row, path, result):
 def refuse_other_settings(path: str, recorded: dict, ours: dict):
     """Stops, naming every difference, when ``recorded`` (what ``path`` was made with) is not
     ``ours`` (what this command would make)."""
-    changed = named_differences(recorded, ours, "this command")
+    changed = named_differences(recorded, ours, "this command", partial=PARTIAL_SETTINGS)
     if changed:
         raise SystemExit(
             f"{path} was made with other settings: {'; '.join(changed)}. Use another --output-dir "

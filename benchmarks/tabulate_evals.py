@@ -25,6 +25,7 @@ import re
 import statistics
 
 from pythae_avae.trainers.resumable import named_differences
+from table1 import PARTIAL_SETTINGS
 
 LAYOUTS = (  # (glob under <folder>/runs, row label from the path parts after runs/)
     (("*", "seed*", "eval_*", "robustness.json"), lambda run, seed, ev, _: run),
@@ -62,7 +63,7 @@ def collect(folders):
                 recorded = settings_of(os.path.dirname(os.path.dirname(path)))
                 if recorded is not None:  # compared with the row's first run that recorded some
                     first = settings.setdefault(row, (recorded, path))
-                    changed = named_differences(first[0], recorded, path)
+                    changed = named_differences(first[0], recorded, path, partial=PARTIAL_SETTINGS)
                     if changed:
                         raise SystemExit(f"{row!r}: {first[1]} and {path} were made with other settings: "
                                          f"{'; '.join(changed)}. Tabulate the folders of one setting together")

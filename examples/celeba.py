@@ -32,10 +32,10 @@ import torch
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
 from pythae_avae.models.registry import MODEL_REGISTRY
-from pythae_avae.nets import ARCHITECTURES
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
 from pythae_avae.recipes import command_line_checkpoints, process_rank, quiet_pythae, refuse_counts_below_one, seed_arg
 from pythae_avae.recipes import training_device_arg
+from pythae_avae.recipes import model_config as full_model_config
 from pythae_avae.recipes import train_by_name
 
 ARCH = "celeba-conv"
@@ -174,7 +174,7 @@ def check_model_configs(args):
         raise ValueError(f"--model-config: {unknown} are fields of none of the models {args.models}")
     for name in args.models:
         try:
-            _config_cls(name)(input_dim=ARCHITECTURES[ARCH][2], latent_dim=args.latent_dim, **model_config(name, args))
+            full_model_config(name, ARCH, args.latent_dim, **model_config(name, args))
         except (ValueError, TypeError) as err:
             raise ValueError(f"--rho, --obs-var or --model-config of {name}: {err}") from err
 

@@ -218,14 +218,23 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
         raise ValueError(
             "AVAE-SS is not trained from scratch: train a VAE, then post_train_avae_ss(vae)"
         )
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
-    model_cls, config_cls = MODEL_REGISTRY[MODEL_NAMES[name]]
+    model_cls = MODEL_REGISTRY[MODEL_NAMES[name]].model_cls
+    config = model_config(name, arch, latent_dim, **config)  # before the seed: bad fields cost no draw
     if seed is not None:
         torch.manual_seed(seed)
     encoder, decoder = build_nets(arch, latent_dim)
-    model_config = config_cls(input_dim=ARCHITECTURES[arch][2], latent_dim=latent_dim, **config)
-    return model_cls(model_config, encoder=encoder, decoder=decoder)
+    return model_cls(config, encoder=encoder, decoder=decoder)
+
+
+def model_config(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, **config):
+    """The config, defaults included, of a model of the given name on ``arch`` (AVAE-SS's: its
+    fields besides those it copies from the VAE it post-trains). Args as :func:`build_model`'s."""
+    if name not in MODEL_NAMES or MODEL_NAMES[name] not in MODEL_REGISTRY:
+        raise ValueError(f"model name must be one of {available_models()}, got {name!r}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
+    config_cls = MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
+    return config_cls(input_dim=ARCHITECTURES[arch][2], latent_dim=latent_dim, **config)
 
 
 def epoch_budget(iterations: int, n_train: int, global_batch_size: int) -> Tuple[int, int]:

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
 import pythae_avae  # noqa: F401  (hooks AutoModel)
 from pythae_avae import AVAE, AVAEConfig
+from pythae_avae.models.coupling import consistency_loss
 from pythae_avae.models.serialization import PickleRefusedError
 from pythae_avae.recipes import train_for_iterations
 
@@ -159,9 +161,18 @@ class Test_Config:
         with pytest.raises(ValidationError, match=key):
             AVAEConfig(input_dim=SHAPE, **{key: value})
 
+    def test_bce_asks_for_the_delusions_noise(self):
+        # sqrt(obs_var) would be the std of a variance the Bernoulli likelihood does not have
+        with pytest.raises(ValueError, match=r"reconstruction_loss='bce' has no observation variance .* "
+                                             r"give aux_noise_std \(e.g. 0.3\) or aux_noise=False"):
+            AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce")
+        AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce", aux_noise_std=0.3)
+        AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce", aux_noise=False)
+
     def test_json_round_trip(self, tmp_path, config_kwargs):
         coupling = "product" if config_kwargs.get("coupling_estimator") == "paired" else "entropic_ot"
-        cfg = AVAEConfig(**{**config_kwargs, "aux_noise": True, "coupling": coupling, "aux_batch_norm": "frozen"})
+        cfg = AVAEConfig(**{**config_kwargs, "aux_noise": True, "aux_noise_std": 0.2, "coupling": coupling,
+                            "aux_batch_norm": "frozen"})
         cfg.save_json(str(tmp_path), "model_config")
         back = AVAEConfig.from_json_file(os.path.join(tmp_path, "model_config.json"))
         assert back.__dict__ == cfg.__dict__
@@ -267,6 +278,15 @@ class Test_Model_forward:
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
             model({"data": x})
 
+    def test_a_reconstruction_in_another_layout_is_refused(self, model):
+        # channels-last output of an NCHW input: the same size, each pixel compared with another
+        x = images(2, model.input_dim)
+        nhwc = x.permute(0, 2, 3, 1)
+        with pytest.raises(ValueError, match=re.escape(f"reconstruction has shape {tuple(nhwc.shape)}, the input "
+                                                       f"{tuple(x.shape)}: they must match")):
+            model.recon_loss_per_example(nhwc, x)
+        torch.testing.assert_close(model.recon_loss_per_example(x.flatten(1), x), model.recon_loss_per_example(x, x))
+
     def test_check_inputs_off(self, config_kwargs):
         # "mse" only: BCE needs targets in [0, 1]
         kwargs = {**config_kwargs, "reconstruction_loss": "mse"}
@@ -319,7 +339,8 @@ class Test_Model_forward:
         """With obs_var = 1, Pythae 0.1.2's VAE loss is the VAE part of AVAE's loss exactly."""
         cfg = dict(input_dim=SHAPE, latent_dim=LATENT, reconstruction_loss=reconstruction_loss)
         torch.manual_seed(0)
-        avae = AVAE(AVAEConfig(**cfg, rho=0.9, obs_var=1.0))
+        noise = {"aux_noise_std": 1.0} if reconstruction_loss == "bce" else {}  # bce has no variance to take
+        avae = AVAE(AVAEConfig(**cfg, rho=0.9, obs_var=1.0, **noise))
         vae = VAE(VAEConfig(**cfg))
         vae.load_state_dict(avae.state_dict())
         x = images(4)
@@ -387,7 +408,7 @@ class Test_Model_forward:
 
     def test_aux_noise(self, config_kwargs):
         v = 0.3
-        kwargs = {**config_kwargs, "obs_var": v}
+        kwargs = {**config_kwargs, "obs_var": v, "reconstruction_loss": "mse"}  # bce has no variance
         model = AVAE(AVAEConfig(**{**kwargs, "aux_noise": True}))
         recon = torch.full((200, *model.input_dim), 0.5, requires_grad=True)
         torch.manual_seed(0)
@@ -561,6 +582,23 @@ class Test_Warmup:
         torch.testing.assert_close(
             out.loss, ref.recon_loss + ref.reg_loss + weight * (ref.coupling_loss + ref.entropy_loss))
 
+    def test_warm_up_epochs_are_not_candidates_for_the_best_model(self, tmp_path):
+        # their loss leaves out part of the objective: a final_model from them is barely an AVAE
+        from pythae.data.datasets import BaseDataset
+
+        from pythae_avae.trainers import ResumableTrainer, ResumableTrainerConfig
+
+        model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, warmup_epoch=2))
+        config = ResumableTrainerConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, no_cuda=True)
+        trainer = ResumableTrainer(model, BaseDataset(images(8), torch.zeros(8)), training_config=config)
+        trainer.set_optimizer()
+        trainer.set_scheduler()
+        trainer._setup_callbacks()  # what train() sets up before its first epoch
+        best = {"eval": math.inf, "train": math.inf, "model": None}
+        for epoch in (1, 2):  # weights 0 and 1/2
+            assert trainer._end_epoch(epoch, -1e9, best)["model"] is None
+        assert trainer._end_epoch(3, 5.0, best)["train"] == 5.0  # full weight from epoch 3
+
     def test_the_trainer_passes_the_epoch(self, tmp_path):
         model = AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT, warmup_epoch=3))
         weights, avae_terms = [], model.avae_terms
@@ -574,6 +612,41 @@ class Test_Warmup:
         train_for_iterations(model, images(32), iterations=4, batch_size=16,
                              output_dir=str(tmp_path), device="cpu", progress=False)
         assert [w for w in weights if w[0] is not None] == [(1, 0.0)] * 2 + [(2, 1 / 3)] * 2
+
+
+class Test_Aux_Samples:
+    def test_terms_average_the_k_delusions_by_hand(self, config_kwargs):
+        # the first delusion from the reconstruction's sample, the others from fresh samples
+        if config_kwargs.get("coupling_estimator") == "paired":
+            with pytest.raises(ValueError, match=r"aux_samples=3 needs coupling_estimator='analytic'"):
+                AVAEConfig(**config_kwargs, aux_samples=3)
+            return
+        model = AVAE(AVAEConfig(**config_kwargs, aux_samples=3))  # Pythae's MLPs: no BatchNorm
+        x = images(5, model.input_dim)
+        torch.manual_seed(4)
+        out = model({"data": x})
+        torch.manual_seed(4)
+        vae = model.vae_terms(x)
+        delusions = [vae["recon_x"].detach()] + [model.decode(model.sample_latent(vae["mu"], vae["logvar"]))
+                                                 for _ in range(2)]
+        parts = [consistency_loss(vae["mu"], vae["logvar"], *model.encode(d), model.model_config.rho)
+                 for d in delusions]
+        for term in ("coupling", "entropy"):
+            expected = torch.stack([p[term] for p in parts]).mean(0).mean()
+            torch.testing.assert_close(out[f"{term}_loss"], expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.recon_loss, vae["recon"].mean())  # the VAE part is the K = 1 one
+
+    def test_extra_delusions_are_decoded_without_gradient_and_encoded_in_one_batch(self, config_kwargs):
+        if config_kwargs.get("coupling_estimator") == "paired":
+            return
+        model = AVAE(AVAEConfig(**config_kwargs, aux_samples=2))
+        encoded, decoded = [], []
+        model.encoder.register_forward_hook(lambda module, args, out: encoded.append(args[0].shape[0]))
+        model.decoder.register_forward_hook(lambda module, args, out: decoded.append(torch.is_grad_enabled()))
+        model({"data": images(4, model.input_dim)}).loss.backward()
+        assert encoded == [4, 8] and decoded == [True, False]  # x, then its two delusions in one batch
+        with pytest.raises(ValueError, match=r"aux_samples must be an int >= 1"):
+            AVAEConfig(input_dim=SHAPE, aux_samples=0)
 
 
 class Test_Model_reconstruct_embed_generate:

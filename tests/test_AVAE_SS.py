@@ -88,10 +88,31 @@ def test_from_pretrained_rejects_non_vae_and_bad_fields():
         AVAE_SS.from_pretrained(pythae_vae(), rhoo=0.5)
 
 
+@pytest.mark.parametrize("mode", ["batch", "frozen"])
+def test_generated_batch_norm_keeps_or_moves_the_pretrained_running_statistics(mode):
+    # "batch": real data's running statistics drift to the decoder samples'; "frozen" keeps them
+    model = AVAE_SS.from_pretrained(pythae_vae(), generated_batch_norm=mode).train()
+    norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms
+
+    def stats():
+        return [t.clone() for m in norms for t in (m.running_mean, m.running_var, m.num_batches_tracked)]
+
+    before = stats()
+    model(AVAE_SS.prior_batch(8)).loss.backward()
+    kept = all(torch.equal(a, b) for a, b in zip(before, stats()))
+    assert kept == (mode == "frozen")
+    assert all(m.momentum == 0.1 for m in norms)  # put back after the step
+    model({"data": prior_images(model.decoder, n=8)})  # a data batch: a batch like any other
+    assert not all(torch.equal(a, b) for a, b in zip(before, stats()))
+    with pytest.raises(Exception, match="generated_batch_norm"):
+        AVAE_SS_Config(generated_batch_norm="eval")
+
+
 def test_config_validation():
     assert AVAE_SS_Config().batch_size == 64 and not AVAE_SS_Config().prior_noise
     for fields, match in [({"batch_size": 0}, "batch_size"), ({"rho": -0.5}, "rho"),
-                          ({"prior_noise": True, "reconstruction_loss": "bce"}, "prior_noise")]:
+                          ({"prior_noise": True, "reconstruction_loss": "bce", "aux_noise_std": 0.3}, "prior_noise")]:
         with pytest.raises(ValueError, match=match):
             AVAE_SS_Config(**fields)
     with pytest.raises(Exception, match="freeze"):
@@ -103,7 +124,9 @@ def test_forward_without_data():
     model = AVAE_SS.from_pretrained(pythae_vae(), batch_size=5)
     assert model().z.shape == (5, LATENT)
     assert model({}).z.shape == (5, LATENT)
-    out = model(AVAE_SS.prior_batch(3))
+    # the inputs are drawn where the decoder is, wherever the request was made (a CPU request
+    # to a CUDA model: "meta" here, a device no draw can be made on)
+    out = model(AVAE_SS.prior_batch(3, device="meta"))
     assert out.z.shape == (3, LATENT) and set(loss_terms(out)) == {
         "recon_loss", "reg_loss", "coupling_loss", "entropy_loss"}
     out.loss.backward()
@@ -163,6 +186,13 @@ def test_trainer_config():
             DataFreeTrainerConfig(**{field: 0})
     with pytest.raises(Exception, match="num_iterations"):
         DataFreeTrainerConfig(num_iterations=5)
+    # synonyms given together must agree (a silent choice would train another length or batch)
+    assert DataFreeTrainerConfig(num_steps=12, steps_per_epoch=4, num_epochs=3).num_epochs == 3
+    assert DataFreeTrainerConfig().num_epochs == 100  # Pythae's default when neither is given
+    with pytest.raises(ValueError, match=r"num_epochs \(5\) disagrees with num_steps / steps_per_epoch \(3\)"):
+        DataFreeTrainerConfig(num_steps=12, steps_per_epoch=4, num_epochs=5)
+    with pytest.raises(ValueError, match=r"per_device_train_batch_size \(16\) disagrees with batch_size \(8\)"):
+        DataFreeTrainerConfig(batch_size=8, per_device_train_batch_size=16)
 
 
 def test_trainer_refuses_data_and_data_hungry_models(tmp_path):

@@ -107,6 +107,16 @@ def test_encoder_batches(se_batch, training_batches):
     assert batches == [(False, 6)] * 3 + training_batches
 
 
+@pytest.mark.parametrize("se_batch, training_batches", [("data", [12, 12]), ("delusion", [6, 18])])
+def test_several_delusions_per_point_in_both_layouts(se_batch, training_batches):
+    model = make(se_steps=1, se_batch=se_batch, aux_samples=2)
+    batches = []
+    model.encoder.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    out = model({"data": images(6)})
+    assert batches[-2:] == training_batches and torch.isfinite(out.loss)
+    assert out.coupling_loss.shape == out.se_coupling_loss.shape == ()
+
+
 def test_the_attack_branch_is_ses_with_a_batchnorm_encoder():
     # same weights, no randomness but z's: the recon, KL and SE terms are SE's own, since x~_s
     # is normalised in x's batch as in SE (with "delusion" they differ: codes of two batches)

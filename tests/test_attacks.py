@@ -97,6 +97,10 @@ def test_pgd_breaks_an_undefended_conv_model_and_leaves_it_untouched():
 
 def test_bad_eps_and_loss():
     clf, X, y = linear_setup(3, n=220)
+    nan = X.clone()
+    nan[0, 0, 0, 0] = float("nan")  # its logits' argmax would be class 0: counted robust for class 0
+    with pytest.raises(ValueError, match=r"x must be a non-empty float tensor of pixels in \[0, 1\]"):
+        pgd_linf(clf, nan, y, eps=0.1)
     with pytest.raises(ValueError, match="eps"):
         pgd_robust_mask(clf, X, y, -0.1)
     with pytest.raises(ValueError, match="loss"):
@@ -188,6 +192,21 @@ def test_pgd_keeps_any_iterate_of_any_restart_that_breaks_the_point(restarts, wr
                             generator=torch.Generator().manual_seed(0))
     assert bool(found[0]) is broken
     assert float((x_adv - x).abs().max()) > 0 if broken else torch.equal(x_adv, x)
+
+
+def test_a_broken_point_classified_back_when_re_run_is_warned_about_not_fatal():
+    # a boundary point under non-deterministic kernels: counted broken (as AutoAttack's are), the
+    # evaluation goes on; leaving the threat model stays an error
+    from pythae_avae.evaluation.attacks import _verify
+
+    clf, X, y = linear_setup(3, n=220)
+    with torch.no_grad():
+        right = clf(X).argmax(1) == y
+    broken = right.clone()  # claims every correctly classified clean point broken
+    with pytest.warns(RuntimeWarning, match=rf"{int(right.sum())} adversarial point\(s\) PGD found misclassified"):
+        _verify(clf, X, y, X, broken, eps=0.1)
+    with pytest.raises(RuntimeError, match="threat model"):
+        _verify(clf, X, y, (X + 0.2).clamp(max=1), torch.zeros_like(broken), eps=0.1)
 
 
 def test_autoattack_reads_the_class_count_from_the_model():

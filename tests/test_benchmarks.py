@@ -120,6 +120,26 @@ def test_table1_records_a_runs_settings_before_training_it(benchmarks, tmp_path)
         table1.record_settings(other, "AVAE", str(out))
 
 
+def test_table1_compares_the_full_model_config_where_both_records_have_it(benchmarks, tmp_path):
+    # a row's own fields were all that was recorded: a config default changed since a run finished
+    # (e.g. SE-AVAE's se_batch) went unseen when the run was tabulated again
+    table1, _, _ = benchmarks
+    args = table1.parse_args(["--output-dir", str(tmp_path)])
+    ours = table1.run_settings(args, "SE_0.1-AVAE")
+    assert ours["model_config"]["se_batch"] == "data" and ours["model_config"]["rho"] == 0.975  # defaults too
+    assert table1.run_settings(args, "AVAE-SS")["model_config"]["name"] == "AVAE_SS_Config"
+
+    def check(recorded):
+        table1.check_settings(args, "SE_0.1-AVAE", "result.json", dict(settings=recorded))
+
+    check(ours)
+    check({k: v for k, v in ours.items() if k != "model_config"})  # recorded before 2026-11-29
+    check({**ours, "model_config": {**ours["model_config"], "a_field_since_removed": 1}})
+    check({**ours, "model_config": {k: v for k, v in ours["model_config"].items() if k != "se_batch"}})  # added since
+    with pytest.raises(SystemExit, match=r"model_config.se_batch='delusion' \(this command: 'data'\)"):
+        check({**ours, "model_config": {**ours["model_config"], "se_batch": "delusion"}})
+
+
 def test_table1_summarize_only_tabulates_the_paper_presets_runs_without_mnist(benchmarks, tmp_path, monkeypatch):
     # GPU runs on full MNIST, tabulated where MNIST is not: the data label came from --mnist-root
     # (refused as "embedded"), and passing it made the command read the digits
@@ -231,6 +251,7 @@ def test_fig5_without_rhos_makes_no_rho_sweep(benchmarks, tmp_path):
 @pytest.mark.parametrize("flag, value, key, note", [
     ("--aux-noise-std", 0.3, "aux_noise_std", "AVAE delusion noise std 0.3,"),
     ("--warmup-epoch", 3, "warmup_epoch", "delusion terms warmed up over 3 epochs"),
+    ("--aux-samples", 2, "aux_samples", "2 delusions per data point"),
 ])
 def test_fig5_delusion_flags_reach_every_avae_and_no_vae(benchmarks, tmp_path, flag, value, key, note):
     _, fig5, _ = benchmarks
@@ -249,6 +270,8 @@ def test_fig5_flag_values(benchmarks):
     assert fig5.parse_args(["--aux-noise-std", "likelihood"]).aux_noise_std is None
     with pytest.raises(SystemExit):
         fig5.parse_args(["--warmup-epoch", "-1"])
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--aux-samples", "0"])
 
 
 def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks, tmp_path):
@@ -417,6 +440,21 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
     assert lines[2] == "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 | 35.0 (seed 0) | 0,1 |"  # AutoAttack: seed 0 only
     with pytest.raises(SystemExit, match="no runs"):
         tabulate_evals.main([str(tmp_path / "empty")])
+
+    # seeds recorded before and after the full model config was: combined; a config that differs: refused
+    settings = dict(model="AVAE", lr=0.001, model_config=dict(rho=0.975, aux_noise_std=0.3))
+    (tmp_path / "runs" / "AVAE" / "seed0" / "settings.json").write_text(json.dumps({"model": "AVAE", "lr": 0.001}))
+    (tmp_path / "runs" / "AVAE" / "seed1" / "settings.json").write_text(json.dumps(settings))
+    tabulate_evals.main([str(tmp_path)])
+    assert "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 |" in capsys.readouterr().out
+    settings["model_config"]["rho"] = 0.9
+    (tmp_path / "runs" / "AVAE" / "seed0" / "settings.json").write_text(json.dumps(settings))
+    (tmp_path / "runs" / "AVAE" / "seed1" / "settings.json").write_text(
+        json.dumps({**settings, "model_config": dict(rho=0.975)}))
+    with pytest.raises(SystemExit, match=r"other settings: model_config.rho=0.9 \(.*seed1.*: 0.975\)"):
+        tabulate_evals.main([str(tmp_path)])
+    for seed in (0, 1):
+        (tmp_path / "runs" / "AVAE" / f"seed{seed}" / "settings.json").unlink()
 
     # fig5.py's layout: one seed per folder, combined per stage by naming the folders
     def fig5_folder(name, seed, accuracies, rho=0.975):

@@ -73,6 +73,15 @@ class Test_ColorMNIST:
         again.set_epoch(5)  # the test split never recolours
         assert np.array_equal(again.arrays()[1]["color"], l1["color"])
 
+    def test_fingerprint_names_the_digits_not_the_epochs_colours(self):
+        # what a resumed training run checks: recolouring must not change it, other digits must
+        train = ColorMNIST("train", limit=200)
+        first = train.fingerprint()
+        train.set_epoch(7)
+        assert train.fingerprint() == first == ColorMNIST("train", limit=200).fingerprint()
+        others = [ColorMNIST("train", limit=199), ColorMNIST("train", limit=200, seed=1), ColorMNIST("test", limit=200)]
+        assert len({first, *(o.fingerprint() for o in others)}) == 4
+
     def test_training_colours_redrawn_per_epoch_deterministically(self):
         a, b = ColorMNIST("train", limit=300), ColorMNIST("train", limit=300)
         c0 = a.color_ids.copy()

@@ -49,6 +49,20 @@ def test_estimators_without_one_score_per_class_are_refused(encoder, n_classes):
     LinearProbe(encoder, estimator=SVC(kernel="linear"), device="cpu").fit(X, np.minimum(y, 1))  # 2 classes: fine
 
 
+@pytest.mark.parametrize("with_mean,with_std", [(False, True), (True, False), (False, False)])
+def test_adapter_follows_a_scaler_that_leaves_out_the_mean_or_the_scale(with_mean, with_std):
+    # StandardScaler(with_mean=False) still sets mean_, which transform does not subtract
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(0).normal(3.0, 2.0, size=(200, 5))
+    y = (X @ np.arange(1, 6) > 45).astype(int) + (X[:, 0] > 4)
+    scaler = StandardScaler(with_mean=with_mean, with_std=with_std).fit(X)
+    est = LogisticRegression(max_iter=2000).fit(scaler.transform(X), y)
+    with torch.no_grad():
+        logits = linear_from_sklearn(est, scaler)(torch.from_numpy(X).float()).double().numpy()
+    np.testing.assert_allclose(logits, est.decision_function(scaler.transform(X)), rtol=1e-4, atol=1e-3)
+
+
 def test_binary_logits_are_symmetric():
     est = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
     lin = linear_from_sklearn(est)

@@ -240,6 +240,24 @@ def test_models_pushed_to_the_hub_load_back(tmp_path, monkeypatch):
         AVAE.load_from_hf_hub("me/own")
     assert not any(name.endswith(".pkl") for name in fetched)
 
+    # huggingface_hub < 1.0 has no RemoteEntryNotFoundError (its 404 is an EntryNotFoundError)
+    monkeypatch.delattr(huggingface_hub.errors, "RemoteEntryNotFoundError")
+    assert type(AVAE.load_from_hf_hub("me/wide")) is AVAE
+    with pytest.raises(PickleRefusedError, match="encoder.pkl"):
+        AVAE.load_from_hf_hub("me/own")
+
+    # offline with the architecture not cached: the cache miss is raised, not read as "pickled nets"
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    def offline_download(repo_id, filename, **kwargs):
+        if filename == "architecture.json":
+            raise LocalEntryNotFoundError(f"{filename} of {repo_id} is not in the cache and the hub is offline")
+        return fake_download(repo_id, filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_download)
+    with pytest.raises(LocalEntryNotFoundError, match="offline"):
+        AVAE.load_from_hf_hub("me/wide")
+
 
 def test_pythaes_own_pipeline_runs_this_packages_trainers(registered, tmp_path):
     """Pythae's TrainingPipeline picks trainers by an isinstance chain: a ResumableTrainerConfig

@@ -167,6 +167,21 @@ def test_resume_with_another_training_set_is_refused(tmp_path):
         train_for_iterations(fresh(), DATA[:16], iterations=4, batch_size=16, output_dir=str(tmp_path), device="cpu")
 
 
+def test_resume_with_other_images_of_the_same_size_is_refused(tmp_path):
+    # the size alone let a run trained on one set continue on another of the same length
+    run(tmp_path, iterations=2)
+    with pytest.raises(ValueError, match=r"cannot resume from .*data.fingerprint='[0-9a-f]{16}' "
+                                         r"\(this run: '[0-9a-f]{16}'\)"):
+        train_for_iterations(fresh(), DATA.flip(0), iterations=4, batch_size=16, output_dir=str(tmp_path), device="cpu")
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+    saved = torch.load(path, weights_only=True)
+    del saved["settings"]["data"]["fingerprint"]  # a checkpoint from before 2026-11-29: its size is checked
+    torch.save(saved, path)
+    counter = CountSteps()
+    run(tmp_path, [counter], iterations=4)
+    assert counter.steps == 2
+
+
 def test_a_folder_holding_a_longer_run_is_refused_not_returned(tmp_path):
     run(tmp_path, iterations=6)
     with pytest.raises(ValueError, match=r"it holds 6 steps, more than this run's 4 \(2 epochs of 2\).*"

@@ -1,5 +1,6 @@
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -108,6 +109,22 @@ def test_autoattack_on_two_or_three_classes_also_takes_margin_pgd(setup, monkeyp
 def test_balanced_accuracy_is_the_mean_of_the_per_class_rates():
     robust, y = np.array([True, True, True, False]), np.array([0, 0, 0, 1])
     assert robustness._rates(robust, y) == (75.0, 50.0)
+
+
+def test_a_probe_class_missing_from_the_attacked_images_is_warned_about(setup):
+    # balanced accuracy then averages over the classes present: the other classes' accuracy
+    encoder, train, test = setup
+    X, y = test
+    classes = np.unique(train[1]["rule"])
+    keep = y["rule"] != classes[-1]
+    kwargs = dict(tasks=["rule"], eps=(0,), pgd_steps=2, device="cpu", progress=False)
+    with pytest.warns(UserWarning, match=rf"task 'rule': the {int(keep.sum())} attacked test images hold no example of "
+                                         rf"class\(es\) \[{classes[-1]}\]; their balanced accuracy averages over the "
+                                         rf"{len(classes) - 1} classes present"):
+        evaluate_robustness(encoder, train, (X[keep], {"rule": y["rule"][keep]}), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every class present: no warning
+        evaluate_robustness(encoder, train, test, **kwargs)
 
 
 def test_works_on_a_pythae_model_and_leaves_it_untouched():

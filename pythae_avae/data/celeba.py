@@ -41,6 +41,7 @@ from PIL import Image
 from pythae.data.datasets import DatasetOutput
 from torch.utils.data import Dataset
 
+from ..fingerprints import tensors_digest
 from ..validation import check_bool, check_int
 
 #: The 40 CelebA attributes, in the order of ``list_attr_celeba.txt`` (torchvision's indices).
@@ -450,6 +451,14 @@ class CelebA(Dataset):
             raise ValueError(f"cached images {path} hold {images.shape} {images.dtype}, expected {expected} uint8; "
                              "delete the file to rebuild it")
         return images
+
+    def fingerprint(self) -> str:
+        """A digest of the split's file names, their attributes, the tasks and the preprocessing
+        (not the pixels: reading every image would take minutes), checked by a resumed training run."""
+        text = "\n".join([PREPROCESSING, f"crop={self.crop_size}/size={self.image_size}", *self.tasks,
+                          *self.filenames])
+        return tensors_digest([("files", np.frombuffer(text.encode(), dtype=np.uint8)),
+                               ("attributes", self.attributes)])
 
     def paths(self) -> List[str]:
         """Full paths of this split's images, in dataset order."""

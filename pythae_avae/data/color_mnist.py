@@ -25,6 +25,7 @@ from pythae.data.datasets import DatasetOutput
 from pythae.trainers.training_callbacks import TrainingCallback
 from torch.utils.data import Dataset
 
+from ..fingerprints import tensors_digest
 from ..validation import check_bool, check_int
 
 N_COLORS = 7
@@ -166,6 +167,12 @@ class ColorMNIST(Dataset):
         self.digits = digits
         self.recolor_each_epoch = split == "train" if recolor_each_epoch is None else recolor_each_epoch
         self.set_epoch(0)
+
+    def fingerprint(self) -> str:
+        """A digest of the digits, their labels and what draws the colours (not this epoch's
+        colours): a resumed training run checks it is given the same set."""
+        return tensors_digest([(f"{self.split}/seed={self.seed}/recolor={self.recolor_each_epoch}", self.gray),
+                               ("digits", self.digits)])
 
     def set_epoch(self, epoch: int):
         """Draws the colours of this epoch (fixed for all epochs if not recoloring)."""

@@ -15,6 +15,7 @@ re-checked by calling the model on the returned points.
 """
 
 import logging
+import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -90,7 +91,9 @@ def pgd_linf(
     else:  # a negative step would descend the loss: a silently weaker attack
         step_size = check_number(step_size, "step_size", strict=True, why="or None for 2.5 eps / steps")
     # outside [0, 1] the projection below would return points outside the threat model
-    if not x.is_floating_point() or x.numel() == 0 or float(x.min()) < 0 or float(x.max()) > 1:
+    # NaN compares False with both bounds: checked apart, or its logits' argmax 0 counted as robust
+    if (not x.is_floating_point() or x.numel() == 0 or not bool(torch.isfinite(x).all()) or float(x.min()) < 0
+            or float(x.max()) > 1):
         raise ValueError(f"x must be a non-empty float tensor of pixels in [0, 1], got {x.dtype} "
                          + (f"values in [{float(x.min()):.4g}, {float(x.max()):.4g}]" if x.numel() else "and empty"))
     x, y = x.detach(), _check_class_indices(y, len(x)).to(x.device)
@@ -187,13 +190,17 @@ def pgd_robust_mask(
 
 
 def _verify(model, x, y, x_adv, broken, eps):
-    """Post-conditions: the threat model holds and broken points really are misclassified."""
+    """Post-conditions: the threat model holds (else a bug: raised) and broken points are
+    misclassified when re-run (else warned about)."""
     if float((x_adv - x).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("attack left the threat model (L-inf ball intersected with [0, 1])")
     with attack_mode(model), torch.no_grad():
         wrong = model(x_adv).argmax(1) != y
-    if bool((broken & ~wrong).any()):
-        raise RuntimeError("attack reported points as broken that the model classifies correctly")
+    flipped = int((broken & ~wrong).sum())
+    if flipped:  # as for AutoAttack: a point misclassified in one pass counts as broken
+        warnings.warn(f"{flipped} adversarial point(s) PGD found misclassified were classified correctly when "
+                      "re-run (a point on the decision boundary and non-deterministic kernels, e.g. cuDNN's "
+                      "benchmark mode); counted as broken", RuntimeWarning)
 
 
 #: AutoAttack's DLR-loss attacks and the class count their loss needs (attack notes §1.6)

@@ -157,8 +157,9 @@ def linear_from_sklearn(estimator, scaler: Optional[StandardScaler] = None) -> n
     W = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
     b = np.broadcast_to(np.asarray(estimator.intercept_, dtype=np.float64), (W.shape[0],)).copy()
     if scaler is not None:
-        mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(W.shape[1])
-        scale = scaler.scale_ if scaler.scale_ is not None else np.ones(W.shape[1])
+        # with_mean=False still sets mean_ (the data's mean), which transform then does not subtract
+        mean = scaler.mean_ if scaler.with_mean and scaler.mean_ is not None else np.zeros(W.shape[1])
+        scale = scaler.scale_ if scaler.with_std and scaler.scale_ is not None else np.ones(W.shape[1])
         W = W / scale
         b = b - W @ mean
     if W.shape[0] == 1:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import warnings
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -77,6 +78,21 @@ def _rates(robust: np.ndarray, y: np.ndarray) -> Tuple[float, float]:
     """Accuracy and balanced accuracy (%) of a per-example success mask."""
     per_class = [robust[y == c].mean() for c in np.unique(y)]
     return 100.0 * float(robust.mean()), 100.0 * float(np.mean(per_class))
+
+
+def _warn_of_absent_classes(task: str, classes: np.ndarray, labels: np.ndarray, warned: set) -> None:
+    """Warns, once per task and image count, that a class of the probe is not among the attacked
+    images: their balanced accuracy (scikit-learn's definition) averages over the classes present,
+    so a rare class missing from a small subset (e.g. Bald in AutoAttack's first 100 faces) makes
+    it the other classes' accuracy."""
+    if len(labels) in warned:
+        return
+    warned.add(len(labels))
+    absent = [c for c in classes.tolist() if c not in set(np.unique(labels).tolist())]
+    if absent:
+        warnings.warn(f"task {task!r}: the {len(labels)} attacked test images hold no example of class(es) "
+                      f"{absent}; their balanced accuracy averages over the {len(classes) - len(absent)} "
+                      f"classes present. Attack more images for a balanced accuracy over all {len(classes)}")
 
 
 def _as_data(data, name: str):
@@ -192,9 +208,11 @@ def evaluate_robustness(
             # row's clean accuracy, equal by construction (scikit-learn's float64 predict could
             # differ from the float32 head on a point at the boundary)
             clean = correct_mask(classifier, X_test, y_idx, batch_size, device)
+            warned = set()
 
             def row(attack, e, robust, details):
                 n = len(robust)  # AutoAttack's rows: its first autoattack_n images
+                _warn_of_absent_classes(task, probe.classes_, labels[:n], warned)
                 acc, bal = _rates(robust, labels[:n])
                 majority = 100.0 * float(np.bincount(y_idx[:n].numpy()).max() / n)
                 return dict(model=model_name, task=task, n_classes=n_classes, eps=e, attack=attack,

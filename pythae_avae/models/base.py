@@ -136,6 +136,11 @@ class AVAEFamilyModel(PluginLoadMixin, VAE):
         return self.decoder(z)["reconstruction"]
 
     def recon_loss_per_example(self, recon_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # a flat (N, D) output is a layout; an image of the same rank in another one (NHWC for
+        # NCHW) has the right size and would be compared pixel to the wrong pixel
+        if recon_x.dim() == x.dim() and recon_x.shape != x.shape:
+            raise ValueError(f"the decoder's reconstruction has shape {tuple(recon_x.shape)}, the input "
+                             f"{tuple(x.shape)}: they must match (or the reconstruction be flat, (N, D))")
         flat_r, flat_x = recon_x.reshape(x.shape[0], -1), x.reshape(x.shape[0], -1)
         if self.model_config.reconstruction_loss == "mse":
             return (flat_r - flat_x).pow(2).sum(dim=-1) / (2 * self.model_config.obs_var)

@@ -140,14 +140,17 @@ def _hf_hub_folder(hf_hub_path: str, allow_pickle: bool) -> str:
     from pickles only when ``allow_pickle`` (they run code: refused otherwise)."""
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import RemoteEntryNotFoundError  # not the offline cache miss
+        # both names in huggingface_hub.utils from 0.x to 1.x and later (RemoteEntryNotFoundError is 1.x only)
+        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError as err:
         raise ModuleNotFoundError("loading from the Hugging Face hub needs `pip install huggingface_hub`") from err
     folder = os.path.dirname(hf_hub_download(repo_id=hf_hub_path, filename="model_config.json"))
     hf_hub_download(repo_id=hf_hub_path, filename="model.pt")
     try:
         hf_hub_download(repo_id=hf_hub_path, filename=ARCHITECTURE_FILE)
-    except RemoteEntryNotFoundError:  # a user's own nets: Pythae's pickles
+    except EntryNotFoundError as err:  # a user's own nets: Pythae's pickles
+        if isinstance(err, LocalEntryNotFoundError):  # offline and not cached: not a sign of pickles
+            raise
         with open(os.path.join(folder, "model_config.json")) as f:
             config = json.load(f)
         parts = [part for part in PARTS if not config.get(f"uses_default_{part}", True)]

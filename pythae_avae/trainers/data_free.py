@@ -14,16 +14,16 @@ An evaluation set of real images may be passed (``eval_data=``): its loss is the
 ``eval_epoch_loss`` and, as in Pythae, selects the saved best model.
 """
 
-import hashlib
 import math
 from typing import List, Optional
 
-import torch
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
+from pythae.trainers import BaseTrainerConfig
 from pythae.trainers.training_callbacks import TrainingCallback
 from torch.utils.data import DataLoader, Dataset
 
+from ..fingerprints import tensors_digest
 from ..validation import check_int
 from .registry import register_trainer
 from .resumable import ResumableTrainer, ResumableTrainerConfig, unwrap_model
@@ -37,20 +37,25 @@ class DataFreeTrainerConfig(ResumableTrainerConfig):
     ``checkpoint_every``, ``output_dir``, ``seed``):
         steps_per_epoch (int): optimizer steps per Pythae epoch (epochs drive logging, callbacks
             and checkpoints). Default: 100.
-        num_steps (int): total optimizer steps; when given it sets ``num_epochs =
-            num_steps / steps_per_epoch`` and must be a multiple of ``steps_per_epoch``.
-            Default: None (``num_epochs`` epochs).
-        batch_size (int): prior samples per step; when given it sets
-            ``per_device_train_batch_size``. Default: None (``per_device_train_batch_size``,
-            64).
+        num_steps (int): total optimizer steps; sets ``num_epochs = num_steps /
+            steps_per_epoch`` and must be a multiple of ``steps_per_epoch``. Default: None
+            (``num_epochs`` epochs).
+        num_epochs (int): epochs of ``steps_per_epoch`` steps; given together with
+            ``num_steps`` it must agree with it. Default: None (``num_steps / steps_per_epoch``,
+            or Pythae's 100 when ``num_steps`` is not given either).
+        batch_size (int): prior samples per step, a synonym of
+            ``per_device_train_batch_size``; given both, they must agree. Default: None (64, Pythae's).
     """
 
     steps_per_epoch: int = 100
     num_steps: Optional[int] = None
     batch_size: Optional[int] = None
+    # None here (Pythae's default otherwise), so that a value given beside its synonym can be
+    # told from the default and a disagreement refused rather than settled silently
+    num_epochs: Optional[int] = None
+    per_device_train_batch_size: Optional[int] = None
 
     def __post_init__(self):
-        super().__post_init__()
         for name in ("steps_per_epoch", "num_steps", "batch_size"):  # num_epochs: the parent's check
             value = getattr(self, name)
             if value is not None:
@@ -62,10 +67,28 @@ class DataFreeTrainerConfig(ResumableTrainerConfig):
                     f"({self.steps_per_epoch}), e.g. steps_per_epoch="
                     f"{math.gcd(self.num_steps, self.steps_per_epoch)}"
                 )
-            self.num_epochs = self.num_steps // self.steps_per_epoch
-        if self.batch_size is not None:
-            self.per_device_train_batch_size = self.batch_size
-        self.batch_size = self.per_device_train_batch_size
+        self.num_epochs = _one_value(
+            "num_epochs", self.num_epochs, "num_steps / steps_per_epoch",
+            None if self.num_steps is None else self.num_steps // self.steps_per_epoch, _PYTHAE_NUM_EPOCHS)
+        self.per_device_train_batch_size = self.batch_size = _one_value(
+            "per_device_train_batch_size", self.per_device_train_batch_size, "batch_size", self.batch_size,
+            _PYTHAE_BATCH_SIZE)
+        super().__post_init__()
+
+
+_PYTHAE_NUM_EPOCHS, _PYTHAE_BATCH_SIZE = (BaseTrainerConfig.__dataclass_fields__[name].default
+                                          for name in ("num_epochs", "per_device_train_batch_size"))
+
+
+def _one_value(name: str, value, synonym: str, synonym_value, default):
+    """The value a setting and its synonym agree on, ``default`` when neither is given."""
+    if value is not None and synonym_value is not None and value != synonym_value:
+        raise ValueError(f"{name} ({value}) disagrees with {synonym} ({synonym_value}); give one of them, "
+                         "or values that agree")
+    for given in (value, synonym_value):
+        if given is not None:
+            return given
+    return default
 
 
 class _PriorRequests(Dataset):
@@ -160,9 +183,4 @@ class DataFreeTrainer(ResumableTrainer):
 
 def weights_digest(module) -> str:
     """A short SHA-1 of ``module``'s state (names, dtypes, shapes and values)."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return tensors_digest(sorted(module.state_dict().items()))

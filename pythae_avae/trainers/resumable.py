@@ -49,6 +49,7 @@ from pythae.trainers.training_callbacks import ProgressBarCallback, TrainingCall
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from ..fingerprints import dataset_fingerprint
 from ..models.serialization import short_reason
 from ..validation import check_int
 from .registry import register_trainer
@@ -144,10 +145,23 @@ def latest_checkpoint(output_dir: str) -> Optional[str]:
     return None
 
 
-def named_differences(recorded: dict, ours: dict, ours_label: str = "this run") -> List[str]:
-    """``key=<recorded> (<ours_label>: <ours>)`` for every key whose value differs, sorted."""
-    return [f"{k}={recorded.get(k)!r} ({ours_label}: {ours.get(k)!r})"
-            for k in sorted(set(recorded) | set(ours)) if recorded.get(k) != ours.get(k)]
+def named_differences(recorded: dict, ours: dict, ours_label: str = "this run", partial=()) -> List[str]:
+    """``key=<recorded> (<ours_label>: <ours>)`` for every key whose value differs, sorted.
+
+    Keys in ``partial`` hold dicts that older records lack (e.g. a model's full config): they
+    are compared field by field (``key.field=...``) on the fields both sides have, so that a
+    record made before the key, or a config field added since, is no difference."""
+    changed = []
+    for k in sorted(set(recorded) | set(ours)):
+        theirs, mine = recorded.get(k), ours.get(k)
+        if k in partial:
+            if isinstance(theirs, dict) and isinstance(mine, dict):
+                common = set(theirs) & set(mine)
+                changed += [f"{k}.{d}" for d in named_differences({f: theirs[f] for f in common},
+                                                                   {f: mine[f] for f in common}, ours_label)]
+        elif theirs != mine:
+            changed.append(f"{k}={theirs!r} ({ours_label}: {mine!r})")
+    return changed
 
 
 def _fsync(path: str):
@@ -353,7 +367,9 @@ class ResumableTrainer(BaseTrainer):
         }
 
     def _data_settings(self) -> dict:
-        return {"train_size": len(self.train_dataset)}
+        if not hasattr(self, "_train_fingerprint"):  # once: a tensor dataset is hashed whole
+            self._train_fingerprint = dataset_fingerprint(self.train_dataset)
+        return {"train_size": len(self.train_dataset), "fingerprint": self._train_fingerprint}
 
     def _config_defaults(self) -> dict:
         """What a config field missing from a checkpoint ran with, as JSON values: its default,
@@ -573,7 +589,10 @@ class ResumableTrainer(BaseTrainer):
             self._schedulers_step(metrics["train_epoch_loss"])
         key = "train" if cfg.keep_best_on_train else "eval"
         value = metrics[f"{key}_epoch_loss"]
-        if value < best[key]:
+        # a warm-up epoch's loss (AVAE's warmup_epoch) leaves part of the objective out, lower by
+        # construction: not a candidate for the best model (the final_model folder)
+        full_objective = getattr(unwrap_model(self.model), "warmup_weight", lambda e: 1.0)(epoch) >= 1.0
+        if full_objective and value < best[key]:
             best = {**best, key: value, "model": deepcopy(unwrap_model(self.model).state_dict())}
         if cfg.steps_saving is not None and epoch % cfg.steps_saving == 0 and self.is_main_process:
             # Pythae's per-epoch folders (of the current model, not the best one as in Pythae)

@@ -21,7 +21,8 @@ class AVAEConfig(AVAEFamilyConfig):
             beats the VAE under attack: digit accuracy at eps = 0.1 of 46.4 / 36.0 % against
             7.8 / 7.8 % for the VAE and 7.0 % for the mean-delusion AVAE (seed 0). Default: True.
         aux_noise_std (float): standard deviation of the delusion's noise; None (default) uses
-            ``sqrt(obs_var)``, the sample ``Q_AVAE`` states. Another value decouples the noise
+            ``sqrt(obs_var)``, the sample ``Q_AVAE`` states (with ``reconstruction_loss="bce"``,
+            which has no such variance, a value or ``aux_noise=False`` is required). Another value decouples the noise
             from the likelihood's variance (RESULTS.md, Fig. 5 section: on colorMNIST at v = 0.5,
             std 0.3 kept 70.7 / 74.0% of digits at eps = 0.1 after 9,000 / 20,000 iterations
             against 67.0 / 70.8% with sqrt(v), three seeds; the colorMNIST commands use 0.3,
@@ -52,6 +53,12 @@ class AVAEConfig(AVAEFamilyConfig):
             seeds): 20 epochs of warm-up neither end that plateau sooner nor make the AVAE more
             robust (digits at eps = 0.1 after 9,000 iterations: 68.7 +- 1.9% against
             70.7 +- 1.1%). 0 (default, the paper): full weight from the first step.
+        aux_samples (int): delusions per data point. 1 (default, the paper) makes the delusion
+            from the reconstruction's sample (no extra decoder pass); K > 1 also decodes K - 1
+            fresh samples ``z ~ q(z|x)`` (without gradient: the delusion is stop-gradient) and
+            averages ``-C`` and ``-H`` over the K, a lower-variance estimate of the same
+            expectation, at the cost of an encoder pass on K times the batch. With the
+            ``"analytic"`` estimator only (``"paired"`` needs each delusion's sample).
     """
 
     rho: float = 0.975
@@ -61,12 +68,21 @@ class AVAEConfig(AVAEFamilyConfig):
     coupling: Literal["product", "entropic_ot"] = "product"
     aux_batch_norm: Literal["batch", "frozen", "eval"] = "batch"
     warmup_epoch: int = 0
+    aux_samples: int = 1
 
     def __post_init__(self):
         super().__post_init__()
         check_rho(self.rho, "rho")
         check_int(self.warmup_epoch, "warmup_epoch", minimum=0, why="epochs")
         check_coupling_options(self.coupling_estimator, self.coupling)
+        check_int(self.aux_samples, "aux_samples", why="delusions per data point")
+        if self.aux_samples > 1 and self.coupling_estimator != "analytic":
+            raise ValueError(f"aux_samples={self.aux_samples} needs coupling_estimator='analytic' (the paired "
+                             "estimator evaluates the coupling at the one sample that made the delusion)")
+        if self.aux_noise and self.aux_noise_std is None and self.reconstruction_loss == "bce":
+            # sqrt(obs_var) would be the noise of a variance the Bernoulli likelihood does not have
+            raise ValueError("reconstruction_loss='bce' has no observation variance to draw the delusion's noise "
+                             "from: give aux_noise_std (e.g. 0.3) or aux_noise=False")
         if self.aux_noise_std is not None:
             if not self.aux_noise:
                 raise ValueError("aux_noise_std needs aux_noise=True (the delusion is noise-free otherwise), "

@@ -47,6 +47,16 @@ class AVAE(AVAEFamilyModel):
             x_aux = x_aux + std * torch.randn_like(x_aux)
         return x_aux
 
+    def delusions(self, vae: dict) -> torch.Tensor:
+        """``aux_samples`` delusions per data point of ``vae``, stacked sample-major ``(K B, ...)``:
+        the first from the reconstruction's sample, the others from fresh samples decoded without
+        gradient (the delusion is stop-gradient anyway)."""
+        x_aux = [self.delusion(vae["recon_x"])]
+        with torch.no_grad():
+            for _ in range(self.model_config.aux_samples - 1):
+                x_aux.append(self.delusion(self.decode(self.sample_latent(vae["mu"], vae["logvar"]))))
+        return torch.cat(x_aux) if len(x_aux) > 1 else x_aux[0]
+
     def encode_aux(self, x_aux: torch.Tensor):
         """``(mu, logvar)`` of auxiliary images, through BatchNorm as ``aux_batch_norm`` says."""
         with aux_batch_norm(self.encoder, self.model_config.aux_batch_norm):
@@ -59,19 +69,20 @@ class AVAE(AVAEFamilyModel):
 
     def avae_terms(self, vae: dict, mu_aux: torch.Tensor, logvar_aux: torch.Tensor,
                    epoch: Optional[int] = None) -> dict:
-        """Per-example AVAE extra terms ``coupling`` (-C_rho) and ``entropy`` (-H) for the code
-        ``(mu_aux, logvar_aux)`` of the delusion made from ``vae``'s sample, weighted for the
-        warm-up in training epoch ``epoch``."""
+        """Per-example AVAE extra terms ``coupling`` (-C_rho) and ``entropy`` (-H) for the codes
+        ``(mu_aux, logvar_aux)`` of :meth:`delusions` (averaged over a data point's K), weighted
+        for the warm-up in training epoch ``epoch``."""
         cfg = self.model_config
+        k, batch = cfg.aux_samples, len(vae["mu"])
         extra = consistency_loss(
-            vae["mu"], vae["logvar"], mu_aux, logvar_aux, cfg.rho,
+            vae["mu"].repeat(k, 1), vae["logvar"].repeat(k, 1), mu_aux, logvar_aux, cfg.rho,
             z=vae["z"], estimator=cfg.coupling_estimator, coupling=cfg.coupling,
         )
         weight = self.warmup_weight(epoch)
-        return {"coupling": weight * extra["coupling"], "entropy": weight * extra["entropy"]}
+        return {term: weight * extra[term].view(k, batch).mean(0) for term in ("coupling", "entropy")}
 
     def forward(self, inputs, **kwargs) -> ModelOutput:
         x = self.get_data(inputs)
         vae = self.vae_terms(x)
-        mu_aux, logvar_aux = self.encode_aux(self.delusion(vae["recon_x"]))
+        mu_aux, logvar_aux = self.encode_aux(self.delusions(vae))
         return self.make_output(vae, **self.avae_terms(vae, mu_aux, logvar_aux, kwargs.get("epoch")))

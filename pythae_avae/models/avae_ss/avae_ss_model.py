@@ -11,6 +11,7 @@ from pythae.models.nn import BaseDecoder
 
 from ..avae.avae_model import AVAE
 from ..base import AVAEFamilyConfig
+from ..batch_norm import aux_batch_norm
 from ..registry import load_any_model, register_model
 from ..serialization import check_no_pickles
 from .avae_ss_config import AVAE_SS_Config
@@ -141,13 +142,20 @@ class AVAE_SS(AVAE):
             x = x + self.model_config.obs_var**0.5 * torch.randn_like(x)
         return x
 
+    @staticmethod
+    def _data_free(inputs) -> bool:
+        """Whether ``inputs`` asks for generated inputs (none, no ``"data"``, a prior request)."""
+        return inputs is None or "data" not in inputs.keys() or FROM_PRIOR in inputs.keys()
+
     def get_data(self, inputs) -> torch.Tensor:
-        if inputs is None or "data" not in inputs.keys():
-            return self.generate_inputs(self.model_config.batch_size)
-        if FROM_PRIOR in inputs.keys():
-            request = inputs[FROM_PRIOR]
-            return self.generate_inputs(len(request), device=request.device)
-        return super().get_data(inputs)
+        if not self._data_free(inputs):
+            return super().get_data(inputs)
+        request = None if inputs is None else inputs.get(FROM_PRIOR)
+        # on the decoder's device, wherever a request was made
+        return self.generate_inputs(self.model_config.batch_size if request is None else len(request))
 
     def forward(self, inputs=None, **kwargs) -> ModelOutput:
-        return super().forward(inputs, **kwargs)
+        if not self._data_free(inputs):
+            return super().forward(inputs, **kwargs)
+        with aux_batch_norm(self.encoder, self.model_config.generated_batch_norm):
+            return super().forward(inputs, **kwargs)

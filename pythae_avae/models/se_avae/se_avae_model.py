@@ -46,11 +46,12 @@ class SE_AVAE(SE, AVAE):
             mu_all, logvar_all = self.encode(torch.cat([x, x_s]))
             (mu, mu_s), (logvar, logvar_s) = mu_all.chunk(2), logvar_all.chunk(2)
             vae = self.vae_terms(x, codes=(mu, logvar))
-            mu_a, logvar_a = self.encode_aux(self.delusion(vae["recon_x"]))
+            mu_a, logvar_a = self.encode_aux(self.delusions(vae))
         else:
             vae = self.vae_terms(x)
-            mu_aux, logvar_aux = self.encode_aux(torch.cat([self.delusion(vae["recon_x"]), x_s]))
-            (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.chunk(2), logvar_aux.chunk(2)
+            mu_aux, logvar_aux = self.encode_aux(torch.cat([self.delusions(vae), x_s]))
+            n_a = len(mu_aux) - len(x_s)  # aux_samples delusions per data point, then x~_s
+            (mu_a, mu_s), (logvar_a, logvar_s) = mu_aux.split([n_a, len(x_s)]), logvar_aux.split([n_a, len(x_s)])
         return self.make_output(
             vae, **self.avae_terms(vae, mu_a, logvar_a, kwargs.get("epoch")),
             **self.se_terms(vae, x_s, mu_s, logvar_s),

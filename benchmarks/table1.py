@@ -1,7 +1,7 @@
 """Table 1 reproduction on colorMNIST: seven rows, same ConvNet, budget in iterations.
 
     python benchmarks/table1.py --preset cpu          # 3,000 it., Adam 4e-3, seed 0: ~40 min on 2 CPU cores
-    python benchmarks/table1.py --preset paper        # 100k it., seeds 0 1 2: a GPU job
+    python benchmarks/table1.py --preset paper        # 100k it., seeds 0 1 2, in .../table1_paper: a GPU job
     python benchmarks/table1.py --iterations 20000 --seeds 0 1 2          # resumable
     python benchmarks/table1.py --rows VAE AVAE --iterations 3000 --seeds 0
 
@@ -47,7 +47,8 @@ from pythae_avae.recipes import (COMMAND_AUX_NOISE_STD, add_aux_noise_std_argume
                                  build_model, data_free_budget, default_device, epoch_budget, model_config,
                                  post_train_avae_ss, radius_arg, seed_arg, train_for_iterations,
                                  training_device_arg, with_aux_noise_std)
-from pythae_avae.trainers.resumable import TRAINER_STATE, latest_checkpoint, named_differences
+from pythae_avae.models.registry import MODEL_REGISTRY
+from pythae_avae.trainers.resumable import TRAINER_STATE, config_defaults, latest_checkpoint, named_differences
 
 #: row name -> (model name, config fields); rho = 0.975, rho_se = 0.95 as in the paper
 ROWS = {
@@ -72,7 +73,11 @@ PRESETS = {
 }
 
 
-def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results/table1",
+#: where the CPU preset's committed runs are, the default --output-dir
+OUTPUT_DIR = "benchmarks/results/table1"
+
+
+def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir=OUTPUT_DIR,
                aux_noise_std=COMMAND_AUX_NOISE_STD):
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), help="named budget (see PRESETS); flags override it")
@@ -101,6 +106,8 @@ def parse_args(argv=None, rows=ROWS, doc=__doc__, output_dir="benchmarks/results
     preset = p.parse_known_args(argv)[0].preset
     if preset:
         p.set_defaults(**PRESETS[preset])
+    if preset == "paper" and output_dir == OUTPUT_DIR:  # not among the CPU preset's runs, which it would meet
+        p.set_defaults(output_dir=OUTPUT_DIR + "_paper")
     args = p.parse_args(argv)
     if args.preset == "paper" and not args.mnist_root and not args.summarize_only:
         p.error("--preset paper trains on full MNIST, as the paper does: pass --mnist-root DIR (README: "
@@ -152,8 +159,18 @@ def run_settings(args, row) -> dict:
     return json.loads(json.dumps(settings))
 
 
-#: recorded by runs since 2026-11-29 only: compared on the fields both records have
+#: recorded by runs since 2026-11-29 only: compared where both records have it (see completed)
 PARTIAL_SETTINGS = ("model_config",)
+
+
+def completed(settings: dict) -> dict:
+    """``settings`` with the fields its model config lacks at what they ran with (their defaults
+    or ``ABSENT_MEANS``: a run recorded before a field existed ran as its default does), so that
+    a field set otherwise since, e.g. ``aux_samples=4``, is a difference."""
+    config = settings.get("model_config")
+    if not isinstance(config, dict) or config.get("name") not in MODEL_REGISTRY:
+        return settings
+    return {**settings, "model_config": {**config_defaults(MODEL_REGISTRY[config["name"]].config_cls), **config}}
 
 
 def check_settings(args, row, path, result):
@@ -169,7 +186,7 @@ def check_settings(args, row, path, result):
 def refuse_other_settings(path: str, recorded: dict, ours: dict):
     """Stops, naming every difference, when ``recorded`` (what ``path`` was made with) is not
     ``ours`` (what this command would make)."""
-    changed = named_differences(recorded, ours, "this command", partial=PARTIAL_SETTINGS)
+    changed = named_differences(completed(recorded), completed(ours), "this command", partial=PARTIAL_SETTINGS)
     if changed:
         raise SystemExit(
             f"{path} was made with other settings: {'; '.join(changed)}. Use another --output-dir "
@@ -336,7 +353,7 @@ def budget_rounding(args, n_train: int) -> str:
 
 
 def main(argv=None, rows=ROWS, title="Table 1 (colorMNIST)", doc=__doc__,
-         output_dir="benchmarks/results/table1", aux_noise_std=COMMAND_AUX_NOISE_STD,
+         output_dir=OUTPUT_DIR, aux_noise_std=COMMAND_AUX_NOISE_STD,
          script="benchmarks/table1.py"):
     args = parse_args(argv, rows, doc, output_dir, aux_noise_std)
     command = command_line(script, argv)

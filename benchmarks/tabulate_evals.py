@@ -25,7 +25,7 @@ import re
 import statistics
 
 from pythae_avae.trainers.resumable import named_differences
-from table1 import PARTIAL_SETTINGS
+from table1 import PARTIAL_SETTINGS, completed
 
 LAYOUTS = (  # (glob under <folder>/runs, row label from the path parts after runs/)
     (("*", "seed*", "eval_*", "robustness.json"), lambda run, seed, ev, _: run),
@@ -60,13 +60,18 @@ def collect(folders):
             for path in sorted(glob.glob(os.path.join(folder, "runs", *pattern)), key=natural):
                 parts = os.path.relpath(path, os.path.join(folder, "runs")).split(os.sep)
                 row = label(*parts)
-                recorded = settings_of(os.path.dirname(os.path.dirname(path)))
-                if recorded is not None:  # compared with the row's first run that recorded some
-                    first = settings.setdefault(row, (recorded, path))
-                    changed = named_differences(first[0], recorded, path, partial=PARTIAL_SETTINGS)
-                    if changed:
-                        raise SystemExit(f"{row!r}: {first[1]} and {path} were made with other settings: "
-                                         f"{'; '.join(changed)}. Tabulate the folders of one setting together")
+                run = os.path.dirname(os.path.dirname(path))
+                recorded = settings_of(run)
+                if recorded is not None and run not in settings.setdefault(row, {}):
+                    # with every earlier run of the row that recorded some: a key only some recorded
+                    # (model_config) is compared where both have it
+                    for earlier_run, earlier in settings[row].items():
+                        changed = named_differences(completed(earlier), completed(recorded), run,
+                                                    partial=PARTIAL_SETTINGS)
+                        if changed:
+                            raise SystemExit(f"{row!r}: {earlier_run} and {run} were made with other settings: "
+                                             f"{'; '.join(changed)}. Tabulate the folders of one setting together")
+                    settings[row][run] = recorded
                 with open(path) as f:
                     cards = json.load(f)["cards"]
                 for card in cards:

@@ -13,7 +13,7 @@ def tensors_digest(named) -> str:
     for name, tensor in named:
         tensor = torch.as_tensor(tensor).detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # hashed in place, not copied
     return digest.hexdigest()[:16]
 
 

@@ -3,6 +3,7 @@
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -161,13 +162,19 @@ class Test_Config:
         with pytest.raises(ValidationError, match=key):
             AVAEConfig(input_dim=SHAPE, **{key: value})
 
-    def test_bce_asks_for_the_delusions_noise(self):
-        # sqrt(obs_var) would be the std of a variance the Bernoulli likelihood does not have
-        with pytest.raises(ValueError, match=r"reconstruction_loss='bce' has no observation variance .* "
-                                             r"give aux_noise_std \(e.g. 0.3\) or aux_noise=False"):
-            AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce")
-        AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce", aux_noise_std=0.3)
-        AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce", aux_noise=False)
+    def test_bce_asks_for_the_delusions_noise(self, tmp_path):
+        # sqrt(obs_var) would be the std of a variance the Bernoulli likelihood does not have;
+        # warned, not refused: a config saved before must still load
+        with pytest.warns(UserWarning, match=r"reconstruction_loss='bce' has no observation variance: the delusion's "
+                                             r"noise std is sqrt\(obs_var\) = 0.707.* Give aux_noise_std"):
+            cfg = AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce")
+        cfg.save_json(str(tmp_path), "model_config")
+        with pytest.warns(UserWarning, match="bce"):
+            assert AVAEConfig.from_json_file(os.path.join(tmp_path, "model_config.json")).aux_noise
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce", aux_noise_std=0.3)
+            AVAEConfig(input_dim=SHAPE, reconstruction_loss="bce", aux_noise=False)
 
     def test_json_round_trip(self, tmp_path, config_kwargs):
         coupling = "product" if config_kwargs.get("coupling_estimator") == "paired" else "entropic_ot"

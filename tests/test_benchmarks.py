@@ -135,9 +135,23 @@ def test_table1_compares_the_full_model_config_where_both_records_have_it(benchm
     check(ours)
     check({k: v for k, v in ours.items() if k != "model_config"})  # recorded before 2026-11-29
     check({**ours, "model_config": {**ours["model_config"], "a_field_since_removed": 1}})
-    check({**ours, "model_config": {k: v for k, v in ours["model_config"].items() if k != "se_batch"}})  # added since
+    # a field added since (aux_samples): the record ran at its default
+    check({**ours, "model_config": {k: v for k, v in ours["model_config"].items() if k != "aux_samples"}})
     with pytest.raises(SystemExit, match=r"model_config.se_batch='delusion' \(this command: 'data'\)"):
         check({**ours, "model_config": {**ours["model_config"], "se_batch": "delusion"}})
+    with pytest.raises(SystemExit, match=r"model_config.se_batch='delusion' \(this command: 'data'\)"):
+        # a record without the field ran as the config's ABSENT_MEANS says (the delusion layout)
+        check({**ours, "model_config": {k: v for k, v in ours["model_config"].items() if k != "se_batch"}})
+
+
+def test_the_paper_preset_has_its_own_default_folder(benchmarks):
+    # in the CPU preset's folder its first run stopped on the committed runs' other settings
+    table1, _, ablations = benchmarks
+    assert table1.parse_args(["--preset", "paper", "--mnist-root", "d"]).output_dir == "benchmarks/results/table1_paper"
+    assert table1.parse_args(["--preset", "cpu"]).output_dir == "benchmarks/results/table1"
+    assert table1.parse_args(["--preset", "paper", "--mnist-root", "d", "--output-dir", "o"]).output_dir == "o"
+    assert ablations.parse_args(["--preset", "paper", "--mnist-root", "d"], ablations.VARIANTS, "", ablations.OUTPUT_DIR,
+                                None).output_dir == ablations.OUTPUT_DIR
 
 
 def test_table1_summarize_only_tabulates_the_paper_presets_runs_without_mnist(benchmarks, tmp_path, monkeypatch):
@@ -441,20 +455,26 @@ def test_tabulate_evals_reads_unfinished_runs(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no runs"):
         tabulate_evals.main([str(tmp_path / "empty")])
 
-    # seeds recorded before and after the full model config was: combined; a config that differs: refused
-    settings = dict(model="AVAE", lr=0.001, model_config=dict(rho=0.975, aux_noise_std=0.3))
-    (tmp_path / "runs" / "AVAE" / "seed0" / "settings.json").write_text(json.dumps({"model": "AVAE", "lr": 0.001}))
-    (tmp_path / "runs" / "AVAE" / "seed1" / "settings.json").write_text(json.dumps(settings))
+    # seeds recorded before and after the full model config was: combined; configs that differ,
+    # also between two later seeds when the first recorded none, or by a field one record lacks
+    # (it ran at its default): refused
+    runs = tmp_path / "runs" / "AVAE"
+    write_reports(RobustnessTable([row("digit", 0.0, "pgd", 90.0, 2), row("digit", 0.1, "pgd", 45.0, 2)]),
+                  str(runs / "seed2" / "eval_pgd"), "AVAE")
+    config = dict(name="AVAEConfig", rho=0.975, aux_noise_std=0.3)
+    old = {"model": "AVAE", "lr": 0.001}
+    for seed, recorded in ((0, old), (1, {**old, "model_config": config}), (2, {**old, "model_config": config})):
+        (runs / f"seed{seed}" / "settings.json").write_text(json.dumps(recorded))
     tabulate_evals.main([str(tmp_path)])
-    assert "| AVAE | 90.0 ± 0.0 | 45.0 ± 7.1 |" in capsys.readouterr().out
-    settings["model_config"]["rho"] = 0.9
-    (tmp_path / "runs" / "AVAE" / "seed0" / "settings.json").write_text(json.dumps(settings))
-    (tmp_path / "runs" / "AVAE" / "seed1" / "settings.json").write_text(
-        json.dumps({**settings, "model_config": dict(rho=0.975)}))
-    with pytest.raises(SystemExit, match=r"other settings: model_config.rho=0.9 \(.*seed1.*: 0.975\)"):
-        tabulate_evals.main([str(tmp_path)])
+    assert "| AVAE | 90.0 ± 0.0 | 45.0 ± 5.0 |" in capsys.readouterr().out
+    for other, difference in ((dict(config, rho=0.9), r"model_config.rho=0.975 \(.*seed2: 0.9\)"),
+                              (dict(config, aux_samples=4), r"model_config.aux_samples=1 \(.*seed2: 4\)")):
+        (runs / "seed2" / "settings.json").write_text(json.dumps({**old, "model_config": other}))
+        with pytest.raises(SystemExit, match=rf"AVAE/seed1 and .*seed2 were made with other settings: {difference}"):
+            tabulate_evals.main([str(tmp_path)])
+    shutil.rmtree(runs / "seed2")
     for seed in (0, 1):
-        (tmp_path / "runs" / "AVAE" / f"seed{seed}" / "settings.json").unlink()
+        (runs / f"seed{seed}" / "settings.json").unlink()
 
     # fig5.py's layout: one seed per folder, combined per stage by naming the folders
     def fig5_folder(name, seed, accuracies, rho=0.975):

@@ -284,12 +284,13 @@ def test_cache_of_another_folder_with_the_same_file_names_is_not_reused(tmp_path
     assert not np.array_equal(a.arrays()[0][0], b.arrays()[0][0])  # image 18 is the first test image
 
 
-def test_fingerprint_names_the_split_files_labels_and_tasks(celeba_root, tmp_path):
-    # what a resumed training run checks (the size alone let another split of that size through)
+def test_fingerprint_names_the_split_files_and_labels(celeba_root, tmp_path):
+    # what a resumed training run checks (the size alone let another split of that size through);
+    # the tasks only choose the probes' labels: a rerun evaluating other tasks resumes
     test = CelebA(celeba_root, "test").fingerprint()
-    assert test == CelebA(celeba_root, "test").fingerprint()
-    assert test != CelebA(celeba_root, "test", tasks=["Smiling"]).fingerprint()
+    assert test == CelebA(celeba_root, "test").fingerprint() == CelebA(celeba_root, "test", tasks=["Smiling"]).fingerprint()
     assert test != CelebA(celeba_root, "valid").fingerprint()
+    assert test != CelebA(celeba_root, "test", limit=3).fingerprint()
     shutil.copytree(celeba_root, tmp_path / "copy")  # the same files elsewhere: the same set
     assert CelebA(str(tmp_path / "copy"), "test").fingerprint() == test
 

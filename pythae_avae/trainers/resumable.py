@@ -164,6 +164,14 @@ def named_differences(recorded: dict, ours: dict, ours_label: str = "this run", 
     return changed
 
 
+def config_defaults(config_cls) -> dict:
+    """What a field of ``config_cls`` missing from a record (a checkpoint, a benchmark's settings)
+    ran with, as JSON values: its default, or the config's ``ABSENT_MEANS`` where older runs meant
+    another value (the factory-made defaults left out)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls) if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps({**defaults, **getattr(config_cls, "ABSENT_MEANS", {})}))
+
+
 def _fsync(path: str):
     """Flushes a file, or a folder's entries (renames), to the disk."""
     try:
@@ -372,12 +380,7 @@ class ResumableTrainer(BaseTrainer):
         return {"train_size": len(self.train_dataset), "fingerprint": self._train_fingerprint}
 
     def _config_defaults(self) -> dict:
-        """What a config field missing from a checkpoint ran with, as JSON values: its default,
-        or the config's ``ABSENT_MEANS`` where older runs meant another value (the factory-made
-        defaults left out)."""
-        config = unwrap_model(self.model).model_config
-        defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
-        return json.loads(json.dumps({**defaults, **getattr(config, "ABSENT_MEANS", {})}))
+        return config_defaults(type(unwrap_model(self.model).model_config))
 
     def _load_checkpoint(self, path: str) -> dict:
         state, weights = (_read_checkpoint_file(path, name) for name in (TRAINER_STATE, "model.pt"))

@@ -150,8 +150,9 @@ def test_the_paper_preset_has_its_own_default_folder(benchmarks):
     assert table1.parse_args(["--preset", "paper", "--mnist-root", "d"]).output_dir == "benchmarks/results/table1_paper"
     assert table1.parse_args(["--preset", "cpu"]).output_dir == "benchmarks/results/table1"
     assert table1.parse_args(["--preset", "paper", "--mnist-root", "d", "--output-dir", "o"]).output_dir == "o"
-    assert ablations.parse_args(["--preset", "paper", "--mnist-root", "d"], ablations.VARIANTS, "", ablations.OUTPUT_DIR,
-                                None).output_dir == ablations.OUTPUT_DIR
+    paper = ablations.parse_args(["--preset", "paper", "--mnist-root", "d"], ablations.VARIANTS, "",
+                                 ablations.OUTPUT_DIR, None)
+    assert paper.output_dir == ablations.OUTPUT_DIR
 
 
 def test_table1_summarize_only_tabulates_the_paper_presets_runs_without_mnist(benchmarks, tmp_path, monkeypatch):

@@ -23,7 +23,8 @@ class AVAEConfig(AVAEFamilyConfig):
             7.8 / 7.8 % for the VAE and 7.0 % for the mean-delusion AVAE (seed 0). Default: True.
         aux_noise_std (float): standard deviation of the delusion's noise; None (default) uses
             ``sqrt(obs_var)``, the sample ``Q_AVAE`` states (with ``reconstruction_loss="bce"``,
-            which has no such variance, that is warned about: give a value or ``aux_noise=False``). Another value decouples the noise
+            which has no such variance, that is warned about: give a value or
+            ``aux_noise=False``). Another value decouples the noise
             from the likelihood's variance (RESULTS.md, Fig. 5 section: on colorMNIST at v = 0.5,
             std 0.3 kept 70.7 / 74.0% of digits at eps = 0.1 after 9,000 / 20,000 iterations
             against 67.0 / 70.8% with sqrt(v), three seeds; the colorMNIST commands use 0.3,

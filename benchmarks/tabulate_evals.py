@@ -65,9 +65,9 @@ def collect(folders):
                 if recorded is not None and run not in settings.setdefault(row, {}):
                     # with every earlier run of the row that recorded some: a key only some recorded
                     # (model_config) is compared where both have it
+                    recorded = completed(recorded)  # once per run, not once per comparison
                     for earlier_run, earlier in settings[row].items():
-                        changed = named_differences(completed(earlier), completed(recorded), run,
-                                                    partial=PARTIAL_SETTINGS)
+                        changed = named_differences(earlier, recorded, run, partial=PARTIAL_SETTINGS)
                         if changed:
                             raise SystemExit(f"{row!r}: {earlier_run} and {run} were made with other settings: "
                                              f"{'; '.join(changed)}. Tabulate the folders of one setting together")

@@ -31,12 +31,11 @@ import torch
 
 from pythae_avae.data import CELEBA_ATTRIBUTES, CELEBA_TASKS, CelebA
 from pythae_avae.evaluation import WORST, evaluate_robustness
-from pythae_avae.models.registry import MODEL_REGISTRY
 from pythae_avae.recipes import DELUSION_MODELS, MODEL_NAMES, available_models, default_device, radius_arg
 from pythae_avae.recipes import command_line_checkpoints, process_rank, quiet_pythae, refuse_counts_below_one, seed_arg
 from pythae_avae.recipes import training_device_arg
 from pythae_avae.recipes import model_config as full_model_config
-from pythae_avae.recipes import train_by_name
+from pythae_avae.recipes import registered_model, train_by_name
 
 ARCH = "celeba-conv"
 
@@ -144,12 +143,8 @@ def load_data(args):
 FLAG_FIELDS = {"rho": "--rho", "obs_var": "--obs-var", "latent_dim": "--latent-dim", "input_dim": "the architecture"}
 
 
-def _config_cls(name: str):
-    return MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
-
-
 def _config_fields(name: str) -> set:
-    return {f.name for f in dataclasses.fields(_config_cls(name))}
+    return {f.name for f in dataclasses.fields(registered_model(name).config_cls)}
 
 
 def model_config(name: str, args) -> Dict[str, object]:

@@ -212,13 +212,11 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
             process did before (None: the current global generator).
         **config: further config fields (e.g. ``rho=0.9``, ``obs_var=0.5``); unknown ones raise.
     """
-    if name not in MODEL_NAMES or MODEL_NAMES[name] not in MODEL_REGISTRY:
-        raise ValueError(f"model name must be one of {available_models()}, got {name!r}")
+    model_cls = registered_model(name).model_cls
     if name == "AVAE-SS":
         raise ValueError(
             "AVAE-SS is not trained from scratch: train a VAE, then post_train_avae_ss(vae)"
         )
-    model_cls = MODEL_REGISTRY[MODEL_NAMES[name]].model_cls
     config = model_config(name, arch, latent_dim, **config)  # before the seed: bad fields cost no draw
     if seed is not None:
         torch.manual_seed(seed)
@@ -226,14 +224,19 @@ def build_model(name: str, arch: str = "colormnist-conv", latent_dim: int = 64,
     return model_cls(config, encoder=encoder, decoder=decoder)
 
 
+def registered_model(name: str):
+    """The registry entry (``model_cls``, ``config_cls``) of a model name of :data:`MODEL_NAMES`."""
+    if name not in MODEL_NAMES or MODEL_NAMES[name] not in MODEL_REGISTRY:
+        raise ValueError(f"model name must be one of {available_models()}, got {name!r}")
+    return MODEL_REGISTRY[MODEL_NAMES[name]]
+
+
 def model_config(name: str, arch: str = "colormnist-conv", latent_dim: int = 64, **config):
     """The config, defaults included, of a model of the given name on ``arch`` (AVAE-SS's: its
     fields besides those it copies from the VAE it post-trains). Args as :func:`build_model`'s."""
-    if name not in MODEL_NAMES or MODEL_NAMES[name] not in MODEL_REGISTRY:
-        raise ValueError(f"model name must be one of {available_models()}, got {name!r}")
+    config_cls = registered_model(name).config_cls
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
-    config_cls = MODEL_REGISTRY[MODEL_NAMES[name]].config_cls
     return config_cls(input_dim=ARCHITECTURES[arch][2], latent_dim=latent_dim, **config)
 
 
@@ -410,7 +413,7 @@ def train_by_name(
     out = os.path.join(output_dir, "runs", name)
     if name == "AVAE-SS":
         if "VAE" not in trained:
-            vae_fields = set(MODEL_REGISTRY[MODEL_NAMES["VAE"]].config_cls.__dataclass_fields__)
+            vae_fields = set(registered_model("VAE").config_cls.__dataclass_fields__)
             train_by_name("VAE", train_data, eval_data, trained, arch, latent_dim,
                           {k: v for k, v in config.items() if k in vae_fields}, output_dir, callbacks, **training)
         training.pop("chunk_iterations", None)

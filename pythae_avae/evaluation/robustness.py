@@ -88,7 +88,8 @@ def _warn_of_absent_classes(task: str, classes: np.ndarray, labels: np.ndarray, 
     if len(labels) in warned:
         return
     warned.add(len(labels))
-    absent = [c for c in classes.tolist() if c not in set(np.unique(labels).tolist())]
+    present = set(np.unique(labels).tolist())
+    absent = [c for c in classes.tolist() if c not in present]
     if absent:
         warnings.warn(f"task {task!r}: the {len(labels)} attacked test images hold no example of class(es) "
                       f"{absent}; their balanced accuracy averages over the {len(classes) - len(absent)} "

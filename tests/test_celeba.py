@@ -381,14 +381,7 @@ def test_table2_cells_are_the_rows_percentages():
     (["--train-limit", "0"], "--train-limit must be >= 1, got 0"),
     (["--pgd-restarts", "0"], "--pgd-restarts must be >= 1, got 0"),
     (["--valid-n", "-1"], "--valid-n must be >= 0 (0: no validation set), got -1"),
-])
-def test_bad_counts_are_refused_naming_the_flag(argv, message, capsys):
-    with pytest.raises(SystemExit):
-        load_celeba_example().parse_args(argv)
-    assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("argv, message", [
+    # model settings: checked before any image is decoded
     (["--model-config", "rho=0.9"], "--model-config rho=...: rho is set by --rho"),  # was overwritten by --rho
     (["--model-config", "obs_var=0.3"], "--model-config obs_var=...: obs_var is set by --obs-var"),  # crashed
     (["--model-config", "rh0=0.9"], "--model-config: ['rh0'] are fields of none of the models ['VAE', 'AVAE']"),
@@ -396,7 +389,7 @@ def test_bad_counts_are_refused_naming_the_flag(argv, message, capsys):
     (["--rho", "1"], "--rho, --obs-var or --model-config of AVAE:"),
     (["--seed", "-1"], "argument --seed: must be an int >= 0, got '-1'"),
 ])
-def test_model_settings_are_checked_before_any_image_is_decoded(argv, message, capsys):
+def test_bad_counts_and_model_settings_are_refused_when_parsing_naming_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit):
         load_celeba_example().parse_args(argv)
     assert message in capsys.readouterr().err

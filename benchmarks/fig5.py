@@ -65,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--aux-samples", type=int, default=1,
                    help="delusions per data point, their terms averaged (AVAEConfig.aux_samples; default: 1, "
                         "the paper's)")
+    p.add_argument("--aux-weight", type=float, default=1.0,
+                   help="weight of the delusion's terms -C - H beside the ELBO (AVAEConfig.aux_weight; default: 1, "
+                        "the paper's)")
     p.add_argument("--arch", default="colormnist-conv", choices=COLOR_MNIST_ARCHITECTURES)
     p.add_argument("--device", type=training_device_arg, default=None)
     p.add_argument("--output-dir", default="benchmarks/results/fig5")
@@ -80,6 +83,8 @@ def parse_args(argv=None):
         p.error(f"--warmup-epoch must be >= 0 epochs, got {args.warmup_epoch}")
     if args.aux_samples < 1:
         p.error(f"--aux-samples must be >= 1 delusions per data point, got {args.aux_samples}")
+    if not args.aux_weight > 0:
+        p.error(f"--aux-weight must be > 0, got {args.aux_weight}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -121,6 +126,8 @@ def model_config(args, name, rho=None) -> dict:
             config["warmup_epoch"] = args.warmup_epoch
         if args.aux_samples != 1:
             config["aux_samples"] = args.aux_samples
+        if args.aux_weight != 1:
+            config["aux_weight"] = args.aux_weight
     return with_aux_noise_std(name, config, args.aux_noise_std)
 
 
@@ -239,6 +246,7 @@ def main(argv=None):
             + ("" if args.aux_batch_norm == "batch" else f", delusion BatchNorm mode {args.aux_batch_norm}")
             + (f", delusion terms warmed up over {args.warmup_epoch} epochs" if args.warmup_epoch else "")
             + (f", {args.aux_samples} delusions per data point" if args.aux_samples != 1 else "")
+            + (f", delusion terms weighted {args.aux_weight:g}" if args.aux_weight != 1 else "")
             + f", Adam lr {args.lr}"
             + ("" if args.lr_schedule == "constant"
                else f" ({args.lr_schedule} schedule over {args.stages[-1]:,} iterations)")

@@ -162,6 +162,23 @@ class Test_Config:
         with pytest.raises(ValidationError, match=key):
             AVAEConfig(input_dim=SHAPE, **{key: value})
 
+    def test_a_field_assigned_later_is_checked_and_a_refused_value_leaves_the_old_one(self):
+        cfg = AVAEConfig(input_dim=SHAPE)
+        model = AVAE(cfg)
+        for key, value, error in [("rho", 1.0, ValueError), ("rho", "abc", ValidationError),
+                                  ("obs_var", 0.0, ValueError), ("aux_weight", -1.0, ValueError),
+                                  ("aux_samples", 0, ValueError), ("coupling", "optimal", ValidationError),
+                                  ("aux_batch_norm", "running", ValidationError),
+                                  ("check_inputs", "maybe", ValidationError)]:
+            with pytest.raises(error, match=key):
+                setattr(model.model_config, key, value)
+        with pytest.raises(ValueError, match=r"aux_noise_std needs aux_noise=True"):
+            AVAEConfig(input_dim=SHAPE, aux_noise_std=0.3).aux_noise = False  # checks across fields too
+        assert (cfg.rho, cfg.obs_var, cfg.aux_weight, cfg.aux_samples, cfg.coupling, cfg.check_inputs) == (
+            0.975, 0.5, 1.0, 1, "product", True)
+        cfg.rho = 0.9
+        assert model.model_config.rho == 0.9 and cfg.to_dict()["rho"] == 0.9 and cfg.name == "AVAEConfig"
+
     def test_bce_asks_for_the_delusions_noise(self, tmp_path):
         # sqrt(obs_var) would be the std of a variance the Bernoulli likelihood does not have;
         # warned, not refused: a config saved before must still load
@@ -571,11 +588,16 @@ class Test_Warmup:
         assert AVAE(AVAEConfig(input_dim=SHAPE, latent_dim=LATENT)).warmup_weight(1) == 1.0
         with pytest.raises(ValueError, match=r"warmup_epoch must be an int >= 0 \(epochs\), got -1"):
             AVAEConfig(input_dim=SHAPE, warmup_epoch=-1)
+        for bad in (0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match=r"aux_weight must be a finite number > 0 \(weight of the delusion"):
+                AVAEConfig(input_dim=SHAPE, aux_weight=bad)
 
+    @pytest.mark.parametrize("aux_weight", [1.0, 2.5])
     @pytest.mark.parametrize("epoch, weight", [(1, 0.0), (3, 0.5), (9, 1.0), (None, 1.0)])
-    def test_delusion_terms_are_weighted_in_the_loss(self, config_kwargs, epoch, weight):
+    def test_delusion_terms_are_weighted_in_the_loss(self, config_kwargs, epoch, weight, aux_weight):
         full = AVAE(AVAEConfig(**config_kwargs))  # deterministic delusion: aux_noise=False
-        warm = AVAE(AVAEConfig(**config_kwargs, warmup_epoch=4))
+        warm = AVAE(AVAEConfig(**config_kwargs, warmup_epoch=4, aux_weight=aux_weight))
+        weight *= aux_weight
         warm.load_state_dict(full.state_dict())
         x = images(6, full.input_dim)
         torch.manual_seed(1)

@@ -84,6 +84,18 @@ def test_attack_stays_in_the_ball_and_in_range(attack_loss, random_start):
     assert (x_adv - x).abs().max() > 0.05  # it moved
 
 
+def test_pixels_outside_the_unit_range_keep_their_ball_and_do_not_move_further_out():
+    # data a user standardised (check_inputs=False): the plain cut to [0, 1] moved a pixel at -0.5
+    # to 0, five radii away
+    encoder, _ = conv_nets()
+    x = images(16) * 3.0 - 1.0  # in [-1, 2]
+    x_adv = select_pgd(encoder, x, eps=0.1, steps=3)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert torch.all(x_adv >= torch.clamp(x, max=0.0)) and torch.all(x_adv <= torch.clamp(x, min=1.0))
+    inside = (x >= 0) & (x <= 1)
+    assert x_adv[inside].min() >= 0.0 and x_adv[inside].max() <= 1.0
+
+
 @pytest.mark.parametrize("attack_loss", ["coupling_kl", "w2"])
 def test_attack_increases_its_objective(attack_loss, monkeypatch):
     from pythae_avae.models.se import select

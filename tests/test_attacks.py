@@ -1,4 +1,5 @@
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -163,6 +164,58 @@ def test_autoattack_counts_a_point_robust_only_if_its_own_verdict_agrees(monkeyp
         clean = (clf(X).argmax(1) == y).numpy()
     assert clean[3] and not robust[3]
     np.testing.assert_array_equal(np.delete(robust, 3), np.delete(clean, 3))
+
+
+def test_autoattack_s_reliability_checks_are_warned_about_and_handed_back():
+    # probabilities instead of logits: one of AutoAttack's own checks, logged (not warned) by it
+    clf, X, y = linear_setup(7, n=240)
+    probabilities = torch.nn.Sequential(clf, torch.nn.Softmax(dim=1))
+    log = logging.getLogger("auto-attack")
+    level = log.level
+    log.setLevel(logging.ERROR)  # a caller who silenced AutoAttack still hears its checks here
+    flags = []
+    try:
+        with pytest.warns(RuntimeWarning, match=r"AutoAttack's checks flagged its evaluation at eps=0.01: it seems "
+                                                 r"that the output is a probability distribution"):
+            autoattack_robust_mask(probabilities, X[:8], y[:8], 0.01, attacks=["apgd-ce"], device="cpu", flags=flags)
+        assert log.level == logging.ERROR and not log.handlers
+    finally:
+        log.setLevel(level)
+    assert any("probability distribution" in message for message in flags)
+    quiet = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        autoattack_robust_mask(clf, X[:8], y[:8], 0.01, attacks=["apgd-ce"], device="cpu", flags=quiet)
+    assert quiet == []
+
+
+def test_only_reliability_checks_are_flags_and_each_once(monkeypatch):
+    # a 3-class list with apgd-dlr always gets the class-count notice: not a sign of masking;
+    # APGD checks gradients once per batch and target: one flag
+    import types
+
+    import pyautoattack
+
+    clf, X, y = linear_setup(7, n=240)
+
+    class Logs(types.SimpleNamespace):
+        def __init__(self, model, **kwargs):
+            part = types.SimpleNamespace
+            super().__init__(apgd_targeted=part(), fab=part(), apgd=part(), square=part())
+
+        def run_standard_evaluation(self, x, labels, batch_size):
+            log = logging.getLogger("auto-attack")
+            log.warning("with only 3 classes it is not possible to use the targeted DLR loss!")
+            for _ in range(3):
+                log.warning("there are 2 points with zero gradient! This might lead to unreliable evaluation")
+            return x.clone(), labels.clone()
+
+    monkeypatch.setattr(pyautoattack, "AutoAttack", Logs)
+    flags = []
+    with pytest.warns(RuntimeWarning, match="zero gradient") as caught:
+        autoattack_robust_mask(clf, X[:4], y[:4], 0.1, device="cpu", flags=flags)
+    assert flags == ["there are 2 points with zero gradient! This might lead to unreliable evaluation"]
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
 
 
 class WrongOnce(torch.nn.Module):

@@ -267,6 +267,7 @@ def test_fig5_without_rhos_makes_no_rho_sweep(benchmarks, tmp_path):
     ("--aux-noise-std", 0.3, "aux_noise_std", "AVAE delusion noise std 0.3,"),
     ("--warmup-epoch", 3, "warmup_epoch", "delusion terms warmed up over 3 epochs"),
     ("--aux-samples", 2, "aux_samples", "2 delusions per data point"),
+    ("--aux-weight", 2.5, "aux_weight", "delusion terms weighted 2.5"),
 ])
 def test_fig5_delusion_flags_reach_every_avae_and_no_vae(benchmarks, tmp_path, flag, value, key, note):
     _, fig5, _ = benchmarks
@@ -287,6 +288,8 @@ def test_fig5_flag_values(benchmarks):
         fig5.parse_args(["--warmup-epoch", "-1"])
     with pytest.raises(SystemExit):
         fig5.parse_args(["--aux-samples", "0"])
+    with pytest.raises(SystemExit):
+        fig5.parse_args(["--aux-weight", "0"])
 
 
 def test_fig5_does_not_reuse_a_stage_made_with_another_delusion_noise(benchmarks, tmp_path):

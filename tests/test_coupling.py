@@ -269,6 +269,20 @@ class Test_Entropic_OT:
         assert all(g1 > g2 for g1, g2 in zip(gains, gains[1:]))
         assert gains[-1] < 1e-5  # ~ rho^2 ab / 2 per dim
 
+    @pytest.mark.parametrize("rho", [0.5, 0.975])
+    def test_float32_gain_of_small_variances_keeps_its_digits(self, rho):
+        # the textbook root subtracts two nearly equal terms when a b << (1 - rho^2)^2
+        logvar = torch.full((1, 6), -9.0, dtype=DT)
+        logvar_aux = torch.linspace(-9.0, -4.0, 6, dtype=DT).unsqueeze(0)
+        exact = entropic_ot_coupling_gain(logvar, logvar_aux, rho)
+        single = entropic_ot_coupling_gain(logvar.float(), logvar_aux.float(), rho)
+        torch.testing.assert_close(single.double(), exact, rtol=1e-5, atol=0)
+        # variances whose product underflows to 0 gain nothing, with finite gradients
+        tiny = torch.full((2, 3), -60.0, requires_grad=True)
+        gain = entropic_ot_coupling_gain(tiny, tiny, rho)
+        gain.sum().backward()
+        assert torch.equal(gain, torch.zeros(2)) and torch.isfinite(tiny.grad).all()
+
     @pytest.mark.parametrize("rho", [0.1, 0.6, 0.95, 0.975])
     def test_matches_numeric_maximisation(self, rho):
         mu, logvar, mu_aux, logvar_aux = random_codes(batch=2, d=4, seed=22)

@@ -49,6 +49,17 @@ def test_wide_encoders_are_the_conv_encoder_scaled(name, times):
     assert decoder.width == small_decoder.width
 
 
+def test_smooth_encoder_is_the_conv_encoder_with_silu_for_every_relu():
+    # the same layers and parameter count; only the nonlinearity differs, decoder included as is
+    relu, relu_decoder = build_nets("colormnist-conv", 64)
+    silu, silu_decoder = build_nets("colormnist-conv-silu", 64)
+    kinds = lambda net: [type(m).__name__ for m in net.modules() if not list(m.children())]
+    assert kinds(silu) == [k.replace("ReLU", "SiLU") for k in kinds(relu)] and kinds(relu).count("ReLU") == 4
+    assert kinds(silu_decoder) == kinds(relu_decoder)
+    with pytest.raises(ValueError, match=r"activation must be one of \['elu', 'relu', 'silu'\], got 'tanh'"):
+        ARCHITECTURES["colormnist-conv"][0](64, activation="tanh")
+
+
 def test_long_presets_name_a_colormnist_net():
     # presets set --arch through set_defaults, which argparse's choices do not check
     assert LONG_PRESET_ARCH in COLOR_MNIST_ARCHITECTURES

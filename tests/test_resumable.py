@@ -193,9 +193,27 @@ def test_a_checkpoint_of_another_architecture_is_refused_naming_it(tmp_path):
     run(tmp_path, iterations=2)
     torch.manual_seed(0)
     conv = build_model("AVAE", "colormnist-conv", latent_dim=4)
+    with pytest.raises(ValueError, match=r"cannot resume from .*nets\.decoder\.class='ColorMNISTMLPDecoder' \(this "
+                                         r"run: 'ColorMNISTConvDecoder'\)"):
+        train_for_iterations(conv, DATA, iterations=4, batch_size=16, output_dir=str(tmp_path), device="cpu")
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+    saved = torch.load(path, weights_only=True)
+    del saved["settings"]["nets"]  # a checkpoint from before the nets were recorded: its weights tell
+    torch.save(saved, path)
     with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint: its weights do not fit this run's "
                                          r"AVAE \(RuntimeError: .*\); another architecture\?"):
         train_for_iterations(conv, DATA, iterations=4, batch_size=16, output_dir=str(tmp_path), device="cpu")
+
+
+def test_a_checkpoint_of_another_activation_is_refused_naming_it(tmp_path):
+    # the same weight shapes: load_state_dict alone would continue a ReLU run as a SiLU one
+    torch.manual_seed(0)
+    train_for_iterations(build_model("AVAE", "colormnist-conv", latent_dim=4), DATA, iterations=2, batch_size=16,
+                         output_dir=str(tmp_path), device="cpu")
+    torch.manual_seed(0)
+    with pytest.raises(CheckpointMismatchError, match=r"nets\.encoder\.activation='relu' \(this run: 'silu'\)"):
+        train_for_iterations(build_model("AVAE", "colormnist-conv-silu", latent_dim=4), DATA, iterations=4,
+                             batch_size=16, output_dir=str(tmp_path), device="cpu")
 
 
 def test_resume_from_starts_a_run_and_its_rerun_continues_its_own_checkpoint(tmp_path):

@@ -69,7 +69,7 @@ def test_worst_case_is_per_example_not_the_lowest_row(setup, monkeypatch):
         robust = np.ones(len(X), dtype=bool)
         if eps > 0:
             robust[0 if attack == "pgd" else 1] = False
-        return robust, attack
+        return robust, attack, []
 
     monkeypatch.setattr(robustness, "_attack", fake_attack)
     table = evaluate_robustness(encoder, train, test, tasks=["rule"], eps=(0, 0.1), attacks=("pgd", "autoattack"),
@@ -104,6 +104,27 @@ def test_autoattack_on_two_or_three_classes_also_takes_margin_pgd(setup, monkeyp
                                 autoattack_n=30, device="cpu", progress=False)
     assert table.accuracy("rule", 0.1, "autoattack") == table.accuracy("binary", 0.1, "autoattack") == 0.0
     assert pgd_calls == [(100, ("margin",))] * 2
+
+
+def test_autoattack_s_reliability_flags_reach_its_rows_the_worst_case_and_the_cards(setup, tmp_path, monkeypatch):
+    # RobustBench's "unreliable": AutoAttack's checks saw signs of overestimated robustness
+    encoder, train, test = setup
+
+    def flagging(model, X, y, eps, *args, flags=None, **kwargs):
+        flags.append(f"there are 2 points with zero gradient at {eps:g}")
+        return np.ones(len(X), dtype=bool)
+
+    monkeypatch.setattr(robustness, "autoattack_robust_mask", flagging)
+    table = evaluate_robustness(encoder, train, test, tasks=["rule"], eps=(0, 0.1), attacks=("pgd", "autoattack"),
+                                autoattack_n=30, pgd_steps=2, output_dir=str(tmp_path), device="cpu", progress=False)
+    flagged = {(r["attack"], r["eps"]): r["flags"] for r in table.rows}
+    assert flagged == {("pgd", 0.0): [], ("pgd", 0.1): [], ("autoattack", 0.0): [],
+                       ("autoattack", 0.1): ["there are 2 points with zero gradient at 0.1"],
+                       ("worst", 0.0): [], ("worst", 0.1): ["there are 2 points with zero gradient at 0.1"]}
+    assert "flagged by AutoAttack's checks (1" in table.select(attack="worst", eps=0.1)[0]["details"]
+    cards = json.loads((tmp_path / "robustness.json").read_text())["cards"]
+    assert [(c["attack"], c["eps"]) for c in cards if c["unreliable"]] == [("autoattack", "0.1"), ("worst", "0.1")]
+    assert all(c["flags"] == flagged[(c["attack"], float(c["eps"]))] for c in cards)
 
 
 def test_balanced_accuracy_is_the_mean_of_the_per_class_rates():

@@ -50,8 +50,9 @@ def test_our_nets_are_saved_as_names_and_rebuilt_without_pickles(tmp_path, arch)
 def test_nets_built_by_hand_and_avae_ss_need_no_pickle_either(tmp_path):
     config = AVAEConfig(input_dim=(3, 28, 28), latent_dim=6)
     model = AVAE(config, encoder=ColorMNISTConvEncoder(config), decoder=ColorMNISTConvDecoder(6))
-    assert model.encoder.net_spec == {"class": "ColorMNISTConvEncoder",
-                                      "kwargs": {"latent_dim": 6, "batch_norm": True, "width": 32}}
+    assert model.encoder.net_spec == {
+        "class": "ColorMNISTConvEncoder", "kwargs": {"latent_dim": 6, "batch_norm": True, "width": 32, "activation": "relu"}
+    }
     # folders saved before the encoder had a width record none: they rebuild the same net
     older = build_from_spec({"class": "ColorMNISTConvEncoder", "kwargs": {"latent_dim": 6, "batch_norm": True}})
     assert older.net_spec == model.encoder.net_spec

@@ -228,6 +228,26 @@ def autoattack_config(n_classes: int):
     return "custom", ["apgd-ce", "fab", "square"], None
 
 
+#: the warnings of AutoAttack's checks that say its robustness may be overestimated (its class
+#: count notices are not: e.g. "with only 3 classes ..." comes with every 3-class list we run)
+RELIABILITY_CHECKS = ("randomized defense", "probability distribution", "zero gradient",
+                      "Square Attack has decreased", "dynamic defense")
+
+
+class _WarningCollector(logging.Handler):
+    """Keeps, once each, the messages of the reliability checks AutoAttack logs (its logger has
+    no handler of its own: without this they reach only stderr)."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages = {}  # insertion-ordered; APGD checks gradients once per batch and target
+
+    def emit(self, record):
+        message = record.getMessage()
+        if any(check in message for check in RELIABILITY_CHECKS):
+            self.messages[message] = None
+
+
 def autoattack_robust_mask(
     model,
     X: torch.Tensor,
@@ -239,6 +259,7 @@ def autoattack_robust_mask(
     device: Optional[str] = None,
     seed: int = 0,
     progress: bool = False,
+    flags: Optional[list] = None,
 ) -> np.ndarray:
     """Per-example robustness under AutoAttack (``pyautoattack``), configured by class count.
 
@@ -248,8 +269,12 @@ def autoattack_robust_mask(
         attacks: override the attack list (runs ``version='custom'``); targeted attacks in it
             target :func:`n_target_classes` classes.
         progress: log AutoAttack's per-attack accuracies (its DEBUG lines) to the console.
+        flags: a list that receives the warnings of AutoAttack's own reliability checks (a
+            randomized or dynamic model, probabilities instead of logits, points with zero
+            gradient, Square breaking points the gradient attacks missed: signs of an
+            overestimated robustness). Each is also issued as a ``RuntimeWarning``.
     """
-    from pyautoattack import AutoAttack
+    from pyautoattack import AutoAttack, checks
 
     eps = check_eps(eps)
     X, y, batch_size, device = _checked_inputs(model, X, y, batch_size, device)
@@ -270,6 +295,8 @@ def autoattack_robust_mask(
         kwargs["attacks"] = default_attacks
     if eps == 0:
         return correct_mask(model, X, y, batch_size, device)
+    for name in checks.funcs:  # its dynamic-defense counter is global: a past run's count would flag this one
+        checks.funcs[name] = 0
     with attack_mode(model):
         adversary = AutoAttack(model, **kwargs)
         # 'standard' hard-codes 9 targets, more than K - 1 classes have; set after init
@@ -280,17 +307,23 @@ def autoattack_robust_mask(
             adversary.fab.n_restarts = 1
             adversary.square.n_queries = 5000
         log = logging.getLogger("auto-attack")
-        handler, level = (logging.StreamHandler() if progress else None), log.level
-        if handler is not None:
+        collector = _WarningCollector()
+        handlers, level = [collector] + ([logging.StreamHandler()] if progress else []), log.level
+        for handler in handlers:
             log.addHandler(handler)
-            log.setLevel(logging.DEBUG)
+        # its checks log at WARNING: heard even where a caller silenced the logger
+        log.setLevel(logging.DEBUG if progress else min(log.getEffectiveLevel(), logging.WARNING))
         try:  # AutoAttack reseeds torch's global generators: leave the caller's draws alone
             with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
                 x_adv, y_adv = adversary.run_standard_evaluation(X, y, batch_size=batch_size)
         finally:
-            if handler is not None:
+            for handler in handlers:
                 log.removeHandler(handler)
-                log.setLevel(level)
+            log.setLevel(level)
+    for message in collector.messages:
+        warnings.warn(f"AutoAttack's checks flagged its evaluation at eps={eps:g}: {message}", RuntimeWarning)
+    if flags is not None:
+        flags.extend(collector.messages)  # the keys, in order
     if float((x_adv.cpu() - X).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("AutoAttack left the threat model (L-inf ball intersected with [0, 1])")
     # robust only if AutoAttack's own verdict and our re-check agree: a point it left just

@@ -211,30 +211,33 @@ def evaluate_robustness(
             clean = correct_mask(classifier, X_test, y_idx, batch_size, device)
             warned = set()
 
-            def row(attack, e, robust, details):
+            def row(attack, e, robust, details, flags):
                 n = len(robust)  # AutoAttack's rows: its first autoattack_n images
                 _warn_of_absent_classes(task, probe.classes_, labels[:n], warned)
                 acc, bal = _rates(robust, labels[:n])
                 majority = 100.0 * float(np.bincount(y_idx[:n].numpy()).max() / n)
+                if flags:
+                    details += f"; flagged by AutoAttack's checks ({len(flags)}, see the cards' flags)"
                 return dict(model=model_name, task=task, n_classes=n_classes, eps=e, attack=attack,
                             accuracy=acc, balanced_accuracy=bal, clean_accuracy=_rates(clean[:n], labels[:n])[0],
-                            majority_rate=majority, n=n, details=details, seed=seed)
+                            majority_rate=majority, n=n, details=details, seed=seed, flags=flags)
 
-            masks = {attack: {} for attack in attacks}
+            masks, flagged = {attack: {} for attack in attacks}, {}
             for attack in attacks:
                 n = len(labels) if attack == "pgd" or autoattack_n is None else min(autoattack_n, len(labels))
                 for e in radii[attack]:
-                    robust, details = (clean[:n], "clean") if e == 0 else _attack(
+                    robust, details, flags = (clean[:n], "clean", []) if e == 0 else _attack(
                         attack, classifier, X_test[:n], y_idx[:n], e, n_classes, pgd_steps, pgd_restarts,
                         pgd_losses, batch_size, device, seed, progress)
                     masks[attack][e] = robust
-                    rows.append(row(attack, e, robust, details))
+                    flagged.setdefault(e, []).extend(flags)
+                    rows.append(row(attack, e, robust, details, flags))
             if len(attacks) > 1:  # the final number: an example counts only if every attack fails on it
                 for e in (e for e in radii[attacks[0]] if all(e in m for m in masks.values())):
                     n = min(len(m[e]) for m in masks.values())
                     robust = np.logical_and.reduce([m[e][:n] for m in masks.values()])
                     rows.append(row(WORST, e, robust, f"per-example worst case of {'+'.join(attacks)} "
-                                                      f"on the first {n} test images"))
+                                                      f"on the first {n} test images", flagged[e]))
     finally:
         encoder.to(original_device)
     table = RobustnessTable(rows)
@@ -281,20 +284,22 @@ def _check_probes(probes, tasks, encoder) -> Dict[str, LinearProbe]:
 
 
 def _attack(attack, classifier, X, y, eps, n_classes, steps, restarts, losses, batch_size, device, seed, progress):
+    """``(robust mask, details, flags)``: flags are the warnings of AutoAttack's reliability checks."""
     if attack == "pgd":
         robust = pgd_robust_mask(classifier, X, y, eps, steps, restarts, losses, batch_size=batch_size,
                                  device=device, seed=seed, progress=progress)
-        return robust, f"PGD-{steps} x{restarts} restarts, losses {'+'.join(losses)}, step 2.5eps/steps"
+        return robust, f"PGD-{steps} x{restarts} restarts, losses {'+'.join(losses)}, step 2.5eps/steps", []
     version, names, n_targets = autoattack_config(n_classes)
+    flags = []
     robust = autoattack_robust_mask(classifier, X, y, eps, n_classes, batch_size=batch_size,
-                                    device=device, seed=seed, progress=progress)
+                                    device=device, seed=seed, progress=progress, flags=flags)
     details = f"AutoAttack {version}" + (f" {'+'.join(names)}" if names else "")
     details += f", {n_targets} target classes" if n_targets else ""
     if n_classes <= 3:  # DLR-based attacks are undefined or partial: add margin PGD (notes §1.6)
         robust &= pgd_robust_mask(classifier, X, y, eps, PGD_STEPS, 1, ("margin",), batch_size=batch_size,
                                   device=device, seed=seed, progress=progress)
         details += f" + margin PGD-{PGD_STEPS}"
-    return robust, details
+    return robust, details, flags
 
 
 def model_cards(table: RobustnessTable, model_name: str) -> List[Dict]:
@@ -311,7 +316,8 @@ def model_cards(table: RobustnessTable, model_name: str) -> List[Dict]:
             "balanced_acc": f"{r['balanced_accuracy']:.2f}", "majority_rate": f"{r['majority_rate']:.2f}",
             "task": r["task"], "n_classes": r["n_classes"], "n_examples": r["n"], "seed": r["seed"],
             "footnote": "Linear probe on the frozen encoder mean mu(x); not a RobustBench leaderboard entry.",
-            "unreliable": False,
+            # RobustBench's flag of an evaluation that may overestimate robustness
+            "unreliable": bool(r.get("flags")), "flags": list(r.get("flags", [])),
         })
     return cards
 

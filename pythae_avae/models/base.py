@@ -1,6 +1,7 @@
 """What every model of this package shares: config fields, input checks, the VAE part of the
 loss with a configurable observation variance, and per-term bookkeeping for logging."""
 
+import threading
 from typing import Dict, Optional
 
 import torch
@@ -15,6 +16,9 @@ from .coupling import kl_standard_normal
 from .registry import PluginLoadMixin
 
 STRICT = ConfigDict(extra="forbid")
+#: fields Pythae sets itself (a model records whether it built default nets)
+_BOOKKEEPING = ("name", "uses_default_encoder", "uses_default_decoder")
+_REVALIDATING = threading.local()  # .ids: configs of this thread checking an assignment
 
 
 @dataclass(config=STRICT)
@@ -43,6 +47,27 @@ class AVAEFamilyConfig(VAEConfig):
         super().__post_init__()
         check_number(self.obs_var, "obs_var", strict=True, why="observation variance")
         check_int(self.latent_dim, "latent_dim")
+
+    def __setattr__(self, name, value):
+        """A field assigned after construction is checked like a constructor argument, its type
+        and choices by pydantic, its value by ``__post_init__`` (``model.model_config.rho = 1.0``
+        would otherwise reach the loss as inf); a refused value leaves the old one. Checks
+        across fields see the others as they stand: assign in a valid order, or build a new
+        config with ``dataclasses.replace``."""
+        active = _REVALIDATING.__dict__.setdefault("ids", set())
+        if (name in _BOOKKEEPING or name not in self.__dataclass_fields__ or name not in self.__dict__
+                or id(self) in active):  # construction, Pythae's own fields, __post_init__'s assignments
+            return super().__setattr__(name, value)
+        old = self.__dict__[name]
+        active.add(id(self))
+        try:
+            type(self).__pydantic_validator__.validate_assignment(self, name, value)
+            self.__post_init__()
+        except Exception:
+            super().__setattr__(name, old)
+            raise
+        finally:
+            active.discard(id(self))
 
 
 class TermMeter:

@@ -101,15 +101,19 @@ def entropic_ot_coupling_gain(
     Per latent dimension with ``a = sigma^2``, ``b = sigma'^2`` the optimal cross-covariance is
     ``c* = (-(1 - rho^2) + sqrt((1 - rho^2)^2 + 4 rho^2 a b)) / (2 rho)`` and the bound rises by
     ``rho c*/(1 - rho^2) + 1/2 log(1 - c*^2/(a b))`` (spec §2.6, ``J(c*) - J(0)``; always >= 0).
-    ``c*`` is detached: by the envelope theorem the gradient is the same either way.
+    ``c*`` is computed as ``2 rho a b / ((1 - rho^2) + sqrt(...))``, the same value without the
+    cancellation of two nearly equal terms when ``a b`` is small, and detached: by the envelope
+    theorem the gradient is the same either way.
     """
     if rho == 0.0:
         return torch.zeros(logvar.shape[:-1], device=logvar.device, dtype=logvar.dtype)
     one_minus = 1.0 - rho**2
     ab = (logvar + logvar_aux).exp()
     with torch.no_grad():
-        c = (-one_minus + torch.sqrt(one_minus**2 + 4 * rho**2 * ab)) / (2 * rho)
-    gain = rho * c / one_minus + 0.5 * torch.log1p(-(c.pow(2) / ab).clamp(max=1 - 1e-6))
+        c = 2 * rho * ab / (one_minus + torch.sqrt(one_minus**2 + 4 * rho**2 * ab))
+    # c = 0 where a b underflows to 0: its ratio is 0, not 0/0 (nor a NaN gradient)
+    ratio = c.pow(2) / torch.where(ab > 0, ab, torch.ones_like(ab))
+    gain = rho * c / one_minus + 0.5 * torch.log1p(-ratio.clamp(max=1 - 1e-6))
     return gain.sum(dim=-1)
 
 

@@ -39,6 +39,11 @@ ARCHITECTURES = {
         ColorMNISTConvDecoder,
         COLOR_MNIST_SHAPE,
     ),
+    "colormnist-conv-silu": (
+        partial(ColorMNISTConvEncoder, activation="silu"),
+        ColorMNISTConvDecoder,
+        COLOR_MNIST_SHAPE,
+    ),
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 

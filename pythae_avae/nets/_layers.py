@@ -18,11 +18,22 @@ def check_shape(x: torch.Tensor, shape: tuple, net: str) -> torch.Tensor:
     return x
 
 
-def conv_block(c_in, c_out, kernel, batch_norm=True):
+#: nonlinearities an encoder may be built with: ReLU (the spec's) or a smooth one, whose
+#: gradients do not jump at zero (smooth activations help adversarial training, Xie et al. 2020)
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU}
+
+
+def activation_layer(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+def conv_block(c_in, c_out, kernel, batch_norm=True, activation="relu"):
     layers = [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(c_out))
-    layers.append(nn.ReLU())
+    layers.append(activation_layer(activation))
     return layers
 
 

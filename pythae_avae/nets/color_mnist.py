@@ -15,7 +15,7 @@ from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
 from ..validation import check_bool, check_int
-from ._layers import check_shape, conv_block, latent_dim_of, split_gaussian
+from ._layers import activation_layer, check_shape, conv_block, latent_dim_of, split_gaussian
 from .rebuild import Rebuildable
 
 COLOR_MNIST_SHAPE = (3, 28, 28)
@@ -65,23 +65,26 @@ class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
     ``width`` W = 32 is the spec's proposal (Conv 32-64-128, Linear 256);
     ``colormnist-conv-wideenc`` (W = 64) and ``colormnist-conv-wideenc4`` (W = 128) ask whether
     a bigger encoder than the spec's guess (the paper's is unpublished) gives more separable,
-    more robust codes.
+    more robust codes. ``activation`` (``"relu"``, the spec's; ``"silu"`` or ``"elu"``) is the
+    nonlinearity after each hidden layer: ``colormnist-conv-silu`` asks whether a smooth
+    encoder is a more robust one (on colorMNIST it was not: 73.2 against 74.6% of digits at
+    eps = 0.1 after 9,000 iterations, one seed; RESULTS.md, Fig. 5 section).
     """
 
-    def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32):
+    def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32, activation: str = "relu"):
         super().__init__()
         check_int(width, "width", why="channels of the first conv layer")
         check_bool(batch_norm, "batch_norm")
         self.latent_dim = latent_dim_of(latent_dim)
         self.features = nn.Sequential(
-            *conv_block(3, width, 4, batch_norm),  # 28 -> 14
-            *conv_block(width, 2 * width, 4, batch_norm),  # 14 -> 7
-            *conv_block(2 * width, 4 * width, 3, batch_norm),  # 7 -> 4
+            *conv_block(3, width, 4, batch_norm, activation),  # 28 -> 14
+            *conv_block(width, 2 * width, 4, batch_norm, activation),  # 14 -> 7
+            *conv_block(2 * width, 4 * width, 3, batch_norm, activation),  # 7 -> 4
             nn.Flatten(),
         )
         head = [nn.Linear(4 * width * 4 * 4, 8 * width)]
         head += [nn.BatchNorm1d(8 * width)] if batch_norm else []
-        head += [nn.ReLU(), nn.Linear(8 * width, 2 * self.latent_dim)]
+        head += [activation_layer(activation), nn.Linear(8 * width, 2 * self.latent_dim)]
         self.head = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:

@@ -365,14 +365,27 @@ class ResumableTrainer(BaseTrainer):
 
     def _resume_settings(self) -> dict:
         """What must not change between a checkpoint and the run that resumes it: the model's
-        config (e.g. ``obs_var``, ``rho``), :data:`RESUME_INVARIANTS` and the training set's
-        size (another size would also move every saved epoch position), as JSON values."""
+        config (e.g. ``obs_var``, ``rho``), :data:`RESUME_INVARIANTS`, the training set's
+        size (another size would also move every saved epoch position) and digest, and the
+        nets' recorded arguments, as JSON values."""
         cfg = self.training_config
         return {
             "model_config": json.loads(unwrap_model(self.model).model_config.to_json_string()),
             "training": json.loads(json.dumps({k: getattr(cfg, k) for k in RESUME_INVARIANTS})),
             "data": self._data_settings(),
+            "nets": self._net_settings(),
         }
+
+    def _net_settings(self) -> dict:
+        """The classes and arguments of nets that record them (this package's): a checkpoint of
+        another activation has the same weight shapes, which ``load_state_dict`` cannot tell."""
+        settings = {}
+        for part in ("encoder", "decoder"):
+            spec = getattr(getattr(unwrap_model(self.model), part, None), "net_spec", None)
+            if spec:
+                settings[f"{part}.class"] = spec["class"]
+                settings.update({f"{part}.{k}": v for k, v in spec["kwargs"].items()})
+        return json.loads(json.dumps(settings))
 
     def _data_settings(self) -> dict:
         if not hasattr(self, "_train_fingerprint"):  # once: a tensor dataset is hashed whole

@@ -71,14 +71,14 @@ class AVAE(AVAEFamilyModel):
                    epoch: Optional[int] = None) -> dict:
         """Per-example AVAE extra terms ``coupling`` (-C_rho) and ``entropy`` (-H) for the codes
         ``(mu_aux, logvar_aux)`` of :meth:`delusions` (averaged over a data point's K), weighted
-        for the warm-up in training epoch ``epoch``."""
+        by ``aux_weight`` and for the warm-up in training epoch ``epoch``."""
         cfg = self.model_config
         k, batch = cfg.aux_samples, len(vae["mu"])
         extra = consistency_loss(
             vae["mu"].repeat(k, 1), vae["logvar"].repeat(k, 1), mu_aux, logvar_aux, cfg.rho,
             z=vae["z"], estimator=cfg.coupling_estimator, coupling=cfg.coupling,
         )
-        weight = self.warmup_weight(epoch)
+        weight = cfg.aux_weight * self.warmup_weight(epoch)
         return {term: weight * extra[term].view(k, batch).mean(0) for term in ("coupling", "entropy")}
 
     def forward(self, inputs, **kwargs) -> ModelOutput:

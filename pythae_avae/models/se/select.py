@@ -94,7 +94,8 @@ def select_pgd(
         rho: ``rho_se``, coupling strength of the ``"coupling_kl"`` target.
 
     Returns:
-        The detached auxiliary point ``x~``, with ``||x~ - x||_inf <= eps`` and values in [0, 1].
+        The detached auxiliary point ``x~``, with ``||x~ - x||_inf <= eps`` and values in [0, 1]
+        (a pixel of ``x`` outside [0, 1] moves only toward it or within that range).
     """
     if attack_loss not in ATTACK_LOSSES:
         raise ValueError(f"attack_loss must be one of {ATTACK_LOSSES}, got {attack_loss!r}")
@@ -109,7 +110,10 @@ def select_pgd(
             "not torch.inference_mode()"
         )
     alpha = 2.5 * eps / steps if step_size is None else step_size
-    lower, upper = (x0 - eps).clamp(min=0.0), (x0 + eps).clamp(max=1.0)
+    # the ball cut to [0, 1]; a pixel already outside [0, 1] (check_inputs=False) keeps its ball
+    # where it does not lead further out (the plain cut would move it up to |x| from itself)
+    lower = torch.max(x0 - eps, torch.clamp(x0, max=0.0))
+    upper = torch.min(x0 + eps, torch.clamp(x0, min=1.0))
     with attack_mode(encoder):
         with torch.no_grad():
             mu0, logvar0 = _encode(encoder, x0)

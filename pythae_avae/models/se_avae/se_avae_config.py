@@ -16,7 +16,8 @@ class SE_AVAE_Config(SEConfig, AVAEConfig):
     ``se_attack_loss``, ``se_recon_aux``). ``coupling`` applies to both branches.
 
     The two branches have unit weights: they follow from the joint target (paper §4; the
-    details in the paper's appendix C.5 could not be read, spec §2.4).
+    details in the paper's appendix C.5 could not be read, spec §2.4). ``aux_weight`` (an
+    ablation, default 1) weights the delusion's branch only.
     Table 1's "SE_0.1-AVAE" is ``se_eps=0.1``; Table 2's "SE^5-AVAE" is ``se_steps=5``.
 
     Parameters (besides both parents'):

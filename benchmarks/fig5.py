@@ -17,6 +17,7 @@ Outputs in ``--output-dir``: ``results.json``, ``results.md`` and ``fig5_<x>_<ta
 import argparse
 import glob
 import json
+import math
 import os
 
 from pythae_avae.data import TASKS, ColorMNIST, RecolorCallback
@@ -45,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--obs-var", type=float, default=0.5, help="observation variance v of every model")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW's decoupled weight decay instead of Adam (train_for_iterations(weight_decay=...); "
+                        "default: 0, Adam, the paper's)")
     p.add_argument("--lr-schedule", default="constant", choices=sorted(LR_SCHEDULES),
                    help="Adam's learning rate over a run: constant (default, the paper's) or cosine, annealed to 0 "
                         "at the last of --stages (the rho sweep: at --rho-iterations); a stage is a snapshot of it")
@@ -81,10 +85,12 @@ def parse_args(argv=None):
         p.error(f"--latent-dim must be >= 1, got {args.latent_dim}")
     if args.warmup_epoch < 0:
         p.error(f"--warmup-epoch must be >= 0 epochs, got {args.warmup_epoch}")
+    if not 0 <= args.weight_decay < math.inf:
+        p.error(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
     if args.aux_samples < 1:
         p.error(f"--aux-samples must be >= 1 delusions per data point, got {args.aux_samples}")
-    if not args.aux_weight > 0:
-        p.error(f"--aux-weight must be > 0, got {args.aux_weight}")
+    if not 0 < args.aux_weight < math.inf:
+        p.error(f"--aux-weight must be a finite number > 0, got {args.aux_weight}")
     if args.rho_iterations is None:
         args.rho_iterations = args.stages[-1]
     elif args.rho_iterations not in args.stages:
@@ -144,6 +150,7 @@ def run_settings(args, name, config, stages) -> dict:
         **({"data": "full MNIST"} if args.mnist_root else {}),
         **({"lr_schedule": args.lr_schedule, "schedule_iterations": stages[-1]}
            if args.lr_schedule != "constant" else {}),
+        **({"weight_decay": args.weight_decay} if args.weight_decay else {}),
     )))
 
 
@@ -177,7 +184,7 @@ def staged_run(args, name, data, run_name, config, stages=None):
                                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                          output_dir=out, device=args.device, callbacks=[RecolorCallback()],
                                          progress=not args.no_progress, lr_schedule=args.lr_schedule,
-                                         schedule_iterations=stages[-1])
+                                         schedule_iterations=stages[-1], weight_decay=args.weight_decay)
             result = evaluate(args, model, data, run_name, os.path.join(out, f"eval_{stage}"))
             with open(path, "w") as f:
                 json.dump(result, f, indent=2)
@@ -247,7 +254,8 @@ def main(argv=None):
             + (f", delusion terms warmed up over {args.warmup_epoch} epochs" if args.warmup_epoch else "")
             + (f", {args.aux_samples} delusions per data point" if args.aux_samples != 1 else "")
             + (f", delusion terms weighted {args.aux_weight:g}" if args.aux_weight != 1 else "")
-            + f", Adam lr {args.lr}"
+            + (f", AdamW lr {args.lr}, weight decay {args.weight_decay:g}" if args.weight_decay
+               else f", Adam lr {args.lr}")
             + ("" if args.lr_schedule == "constant"
                else f" ({args.lr_schedule} schedule over {args.stages[-1]:,} iterations)")
             + f", batch {args.batch_size}, "

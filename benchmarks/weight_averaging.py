@@ -80,10 +80,10 @@ def parse_args(argv=None):
         p.error(f"--from-run must be a fig5 run folder with settings.json; {settings_path} is missing")
     with open(settings_path) as f:
         args.settings = json.load(f)
-    unsupported = sorted(set(args.settings) & {"data", "train_n", "lr_schedule"})
+    unsupported = sorted(set(args.settings) & {"data", "train_n", "lr_schedule", "weight_decay"})
     if unsupported:
         p.error(f"--from-run was trained with {unsupported}; this script continues embedded-digit runs "
-                "at a constant learning rate only")
+                "of Adam at a constant learning rate only")
     args.checkpoint = latest_checkpoint(os.path.join(args.from_run, "pythae"))
     if args.checkpoint is None:
         p.error(f"--from-run must be a fig5 run folder with a checkpoint; {args.from_run}/pythae/checkpoint is missing "

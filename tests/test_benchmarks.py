@@ -558,6 +558,23 @@ def test_fig5_mnist_root_trains_on_full_mnist_files(benchmarks, tmp_path):
     assert {r["n"] for r in rows} == {20}
 
 
+def test_fig5_weight_decay_trains_with_adamw_and_is_recorded(benchmarks, tmp_path):
+    _, fig5, _ = benchmarks
+    argv = ["--models", "AVAE", "--stages", "2", "--rhos", "--train-n", "100", "--batch-size", "50",
+            "--latent-dim", "4", *FIG5_TINY, "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        fig5.parse_args([*argv, "--weight-decay", "-0.1"])
+    fig5.main([*argv, "--weight-decay", "0.05"])
+    run = tmp_path / "runs" / "AVAE"
+    assert json.loads((run / "settings.json").read_text())["weight_decay"] == 0.05
+    saved = torch.load(os.path.join(latest_checkpoint(str(run / "pythae")), "trainer_state.pt"), weights_only=True)
+    assert saved["optimizer"]["param_groups"][0]["weight_decay"] == 0.05
+    assert saved["settings"]["training"]["optimizer_cls"] == "AdamW"
+    assert "AdamW lr 0.001, weight decay 0.05," in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit, match=r"weight_decay=0.05 \(this command: None\)"):
+        fig5.main(argv)
+
+
 def test_fig5_cosine_schedule_spans_the_last_stage_and_is_recorded(benchmarks, tmp_path):
     _, fig5, _ = benchmarks
     # 100 images, batch 50: 2 steps per epoch; stages of 1 and 2 epochs, the rho sweep at the last

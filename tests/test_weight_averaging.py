@@ -112,6 +112,10 @@ def test_refuses_what_it_cannot_continue(scripts, tmp_path, capsys):
     with pytest.raises(SystemExit):
         wa.parse_args(["--from-run", str(tmp_path), "--iterations", "10", "--output-dir", str(tmp_path)])
     assert "['train_n']" in capsys.readouterr().err
+    (tmp_path / "settings.json").write_text(json.dumps({"model": "AVAE", "weight_decay": 0.01}))  # AdamW
+    with pytest.raises(SystemExit):
+        wa.parse_args(["--from-run", str(tmp_path), "--iterations", "10", "--output-dir", str(tmp_path)])
+    assert "['weight_decay']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         wa.parse_args(["--from-run", str(tmp_path), "--iterations", "10", "--decays", "1", "--output-dir", "x"])
     assert "--decays must lie in (0, 1), got 1.0" in capsys.readouterr().err

@@ -12,7 +12,8 @@ class AVAE_SS_Config(AVAEConfig):
     """AVAE-SS config: AVAE post-training of a pretrained VAE's encoder on decoder samples.
 
     Parameters (besides :class:`~pythae_avae.models.avae.AVAEConfig`'s, whose ``rho``,
-    ``aux_noise``, ``coupling_estimator`` and ``coupling`` define the AVAE step):
+    ``aux_noise``, ``coupling_estimator``, ``coupling`` and ``aux_weight`` define the AVAE step;
+    ``from_pretrained`` takes them from a pretrained AVAE unless given):
         batch_size (int): number of prior samples ``z0 ~ N(0, I)`` per step when ``forward`` is
             called without inputs. The data-free trainer's batches set it per call instead.
             Default: 64.

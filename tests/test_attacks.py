@@ -173,15 +173,18 @@ def test_autoattack_s_reliability_checks_are_warned_about_and_handed_back():
     log = logging.getLogger("auto-attack")
     level = log.level
     log.setLevel(logging.ERROR)  # a caller who silenced AutoAttack still hears its checks here
+    root = RootRecords()
     flags = []
     try:
         with pytest.warns(RuntimeWarning, match=r"AutoAttack's checks flagged its evaluation at eps=0.01: it seems "
                                                  r"that the output is a probability distribution"):
             autoattack_robust_mask(probabilities, X[:8], y[:8], 0.01, attacks=["apgd-ce"], device="cpu", flags=flags)
-        assert log.level == logging.ERROR and not log.handlers
+        assert log.level == logging.ERROR and not log.handlers and log.propagate
     finally:
         log.setLevel(level)
+        root.close()
     assert any("probability distribution" in message for message in flags)
+    assert root.of("auto-attack") == []  # not on the caller's handlers: the logger is silenced there
     quiet = []
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -189,9 +192,28 @@ def test_autoattack_s_reliability_checks_are_warned_about_and_handed_back():
     assert quiet == []
 
 
+class RootRecords(logging.Handler):
+    """Records what reaches the root logger's handlers, as a caller's logging setup would."""
+
+    def __init__(self):
+        super().__init__(level=logging.NOTSET)
+        self.records = []
+        logging.getLogger().addHandler(self)
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def of(self, name):
+        return [(r.levelno, r.getMessage()) for r in self.records if r.name == name]
+
+    def close(self):
+        logging.getLogger().removeHandler(self)
+        super().close()
+
+
 def test_only_reliability_checks_are_flags_and_each_once(monkeypatch):
     # a 3-class list with apgd-dlr always gets the class-count notice: not a sign of masking;
-    # APGD checks gradients once per batch and target: one flag
+    # APGD checks gradients once per batch, restart and target, with each batch's count: one flag
     import types
 
     import pyautoattack
@@ -206,16 +228,43 @@ def test_only_reliability_checks_are_flags_and_each_once(monkeypatch):
         def run_standard_evaluation(self, x, labels, batch_size):
             log = logging.getLogger("auto-attack")
             log.warning("with only 3 classes it is not possible to use the targeted DLR loss!")
-            for _ in range(3):
-                log.warning("there are 2 points with zero gradient! This might lead to unreliable evaluation")
+            log.debug("apgd-ce - 1/1 - 0 out of 4 successfully perturbed")
+            for count in (2, 2, 13, 2):
+                log.warning(f"there are {count} points with zero gradient! This might lead to unreliable evaluation")
             return x.clone(), labels.clone()
 
     monkeypatch.setattr(pyautoattack, "AutoAttack", Logs)
-    flags = []
-    with pytest.warns(RuntimeWarning, match="zero gradient") as caught:
-        autoattack_robust_mask(clf, X[:4], y[:4], 0.1, device="cpu", flags=flags)
-    assert flags == ["there are 2 points with zero gradient! This might lead to unreliable evaluation"]
-    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    monkeypatch.setattr(logging.getLogger("auto-attack"), "level", logging.WARNING)
+    for progress in (False, True):  # True lowers the logger to DEBUG for its own console handler
+        flags = []
+        root = RootRecords()
+        try:
+            with pytest.warns(RuntimeWarning, match="zero gradient") as caught:
+                autoattack_robust_mask(clf, X[:4], y[:4], 0.1, device="cpu", flags=flags, progress=progress)
+        finally:
+            root.close()
+        assert flags == ["there are 2 points with zero gradient! This might lead to unreliable evaluation (also "
+                         "reported with 13)"]
+        assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+        # the caller's handlers hear AutoAttack's warnings as before, and not its DEBUG lines
+        assert [level for level, _ in root.of("auto-attack")] == [logging.WARNING] * 5
+    # where no logging is set up they stay off stderr (logging's last resort), as before
+    last_resort = RootRecords()
+    last_resort.close()  # not on the root logger: in logging.lastResort's place
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(logging, "lastResort", last_resort)
+    with pytest.warns(RuntimeWarning, match="zero gradient"):
+        autoattack_robust_mask(clf, X[:4], y[:4], 0.1, device="cpu")
+    assert last_resort.records == []
+
+    def fails(self, x, labels, batch_size):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(Logs, "run_standard_evaluation", fails)
+    log = logging.getLogger("auto-attack")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        autoattack_robust_mask(clf, X[:4], y[:4], 0.1, device="cpu", progress=True)
+    assert (log.level, log.propagate, log.handlers) == (logging.WARNING, True, [])  # left as found
 
 
 class WrongOnce(torch.nn.Module):

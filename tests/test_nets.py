@@ -60,6 +60,26 @@ def test_smooth_encoder_is_the_conv_encoder_with_silu_for_every_relu():
         ARCHITECTURES["colormnist-conv"][0](64, activation="tanh")
 
 
+@pytest.mark.parametrize("name, extra, times", [
+    ("colormnist-conv-deep", 1, 1), ("colormnist-conv-deep2", 2, 1), ("colormnist-conv-wideenc-deep", 1, 2)
+])
+def test_deep_encoders_add_stride_one_convs_after_each_downsampling_one(name, extra, times):
+    # the same head; extra_convs=0 keeps the state-dict keys of checkpoints saved before
+    plain, plain_decoder = build_nets("colormnist-conv", 64)
+    deep, deep_decoder = build_nets(name, 64)
+    convs = lambda enc: [(m.out_channels, m.kernel_size[0], m.stride[0])
+                         for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs(plain) == [(32, 4, 2), (64, 4, 2), (128, 3, 2)]
+    expected = [[(c * times, k, 2)] + [(c * times, 3, 1)] * extra for c, k, _ in convs(plain)]
+    assert convs(deep) == [conv for block in expected for conv in block]
+    assert [type(m).__name__ for m in deep.features].count("BatchNorm2d") == 3 * (1 + extra)
+    conv_keys = [k for k, v in plain.state_dict().items() if k.startswith("features") and v.dim() == 4]
+    assert conv_keys == ["features.0.weight", "features.3.weight", "features.6.weight"]
+    assert deep(torch.rand(2, 3, 28, 28)).embedding.shape == (2, 64) and deep_decoder.width == plain_decoder.width
+    with pytest.raises(ValueError, match=re.escape("extra_convs must be an int >= 0 (stride-1 convolutions")):
+        ARCHITECTURES["colormnist-conv"][0](64, extra_convs=-1)
+
+
 def test_long_presets_name_a_colormnist_net():
     # presets set --arch through set_defaults, which argparse's choices do not check
     assert LONG_PRESET_ARCH in COLOR_MNIST_ARCHITECTURES

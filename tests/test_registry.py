@@ -257,6 +257,17 @@ def test_models_pushed_to_the_hub_load_back(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_download)
     with pytest.raises(LocalEntryNotFoundError, match="offline"):
         AVAE.load_from_hf_hub("me/wide")
+    # ... unless the cache recorded that the repository has none (an earlier online 404): pickles
+    hub_cache = tmp_path / "hub"  # the hub cache's layout: the ref's commit, and what it lacks
+    (hub_cache / "models--me--own" / "refs").mkdir(parents=True)
+    (hub_cache / "models--me--own" / "refs" / "main").write_text("c0ffee")
+    (hub_cache / "models--me--own" / ".no_exist" / "c0ffee").mkdir(parents=True)
+    (hub_cache / "models--me--own" / ".no_exist" / "c0ffee" / "architecture.json").touch()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
+    with pytest.raises(PickleRefusedError, match="encoder.pkl"):
+        AVAE.load_from_hf_hub("me/own")
+    with pytest.raises(LocalEntryNotFoundError, match="offline"):
+        AVAE.load_from_hf_hub("me/wide")
 
 
 def test_pythaes_own_pipeline_runs_this_packages_trainers(registered, tmp_path):

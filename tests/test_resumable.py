@@ -216,6 +216,83 @@ def test_a_checkpoint_of_another_activation_is_refused_naming_it(tmp_path):
                              batch_size=16, output_dir=str(tmp_path), device="cpu")
 
 
+def test_a_checkpoint_of_a_user_s_net_is_refused_for_a_package_net_of_the_same_shapes(tmp_path):
+    # a user's net records no arguments; its class name alone tells the two runs apart
+    from pythae_avae.nets import ColorMNISTConvEncoder
+
+    class UserEncoder(ColorMNISTConvEncoder):  # a subclass: unknown to the package, no net_spec
+        pass
+
+    torch.manual_seed(0)
+    user = build_model("AVAE", "colormnist-conv", latent_dim=4)
+    user.encoder = UserEncoder(4)
+    assert user.encoder.net_spec is None
+    train_for_iterations(user, DATA, iterations=2, batch_size=16, output_dir=str(tmp_path), device="cpu")
+    torch.manual_seed(0)
+    with pytest.raises(CheckpointMismatchError, match=r"nets\.encoder\.class='test_a_checkpoint_of_a_user_s_net_is_"
+                                                     r"refused_for_a_package_net_of_the_same_shapes\.<locals>\."
+                                                     r"UserEncoder' \(this run: 'ColorMNISTConvEncoder'\)"):
+        train_for_iterations(build_model("AVAE", "colormnist-conv", latent_dim=4), DATA, iterations=4,
+                             batch_size=16, output_dir=str(tmp_path), device="cpu")
+    torch.manual_seed(0)
+    again = build_model("AVAE", "colormnist-conv", latent_dim=4)
+    again.encoder = UserEncoder(4)
+    train_for_iterations(again, DATA, iterations=4, batch_size=16, output_dir=str(tmp_path), device="cpu")
+
+
+def test_an_old_checkpoint_s_best_model_from_a_warm_up_epoch_is_not_kept(tmp_path):
+    # before warm-up epochs were excluded a checkpoint could hold one as its best: its loss
+    # leaves out part of the objective, so no later epoch would beat it
+    def train(iterations):
+        torch.manual_seed(0)
+        model = build_model("AVAE", "colormnist-conv", latent_dim=4, warmup_epoch=1)
+        train_for_iterations(model, DATA, iterations=iterations, batch_size=16, output_dir=str(tmp_path),
+                             device="cpu", progress=False)
+        (final,) = glob.glob(str(tmp_path / "pythae" / "*_training_*" / "final_model" / "model.pt"))
+        return torch.load(final, weights_only=True)["model_state_dict"]
+
+    def plant(written):  # a warm-up epoch's loss, lower than any full one, as the best
+        path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+        state = torch.load(path, weights_only=True)
+        best = state["best"]["model"]
+        planted = {k: torch.full_like(v, 7.0) if v.is_floating_point() else v for k, v in best.items()}
+        state["best"] = {**state["best"], "train": -1e9, "model": planted}
+        if written != "now":
+            del state["best_skips_warmup"]
+        if written == "before the rule":  # nor aux_samples, added with the rule
+            del state["settings"]["model_config"]["aux_samples"]
+        torch.save(state, path)
+
+    def kept(final):
+        return torch.equal(final["encoder.head.3.bias"], torch.full_like(final["encoder.head.3.bias"], 7.0))
+
+    train(4)  # epoch 1 (2 steps) warms up, epoch 2 is full: a best model to plant over
+    plant("before the rule")
+    assert not kept(train(6))
+    plant("with the rule, before the key")  # its best is a full epoch's: kept
+    assert kept(train(8))
+    plant("now")
+    assert kept(train(10))
+
+
+def test_a_checkpoint_from_before_a_net_setting_was_recorded_resumes(tmp_path):
+    # extra_convs and a user's net class are recorded since 2026-11-29: older checkpoints lack them
+    torch.manual_seed(0)
+    train_for_iterations(build_model("AVAE", "colormnist-conv", latent_dim=4), DATA, iterations=2, batch_size=16,
+                         output_dir=str(tmp_path), device="cpu", progress=False)
+    path = os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt")
+    state = torch.load(path, weights_only=True)
+    assert state["settings"]["nets"]["encoder.extra_convs"] == 0
+    del state["settings"]["nets"]["encoder.extra_convs"]
+    torch.save(state, path)
+    torch.manual_seed(0)
+    model = build_model("AVAE", "colormnist-conv", latent_dim=4)
+    train_for_iterations(model, DATA, iterations=4, batch_size=16, output_dir=str(tmp_path), device="cpu",
+                         progress=False)
+    state = torch.load(os.path.join(latest_checkpoint(str(tmp_path / "pythae")), "trainer_state.pt"), weights_only=True)
+    assert state["global_step"] == 4 and state["settings"]["nets"]["encoder.extra_convs"] == 0
+
+
 def test_resume_from_starts_a_run_and_its_rerun_continues_its_own_checkpoint(tmp_path):
     run(tmp_path / "source", iterations=2)
     source = latest_checkpoint(str(tmp_path / "source" / "pythae"))

@@ -51,7 +51,8 @@ def test_nets_built_by_hand_and_avae_ss_need_no_pickle_either(tmp_path):
     config = AVAEConfig(input_dim=(3, 28, 28), latent_dim=6)
     model = AVAE(config, encoder=ColorMNISTConvEncoder(config), decoder=ColorMNISTConvDecoder(6))
     assert model.encoder.net_spec == {
-        "class": "ColorMNISTConvEncoder", "kwargs": {"latent_dim": 6, "batch_norm": True, "width": 32, "activation": "relu"}
+        "class": "ColorMNISTConvEncoder",
+        "kwargs": {"latent_dim": 6, "batch_norm": True, "width": 32, "activation": "relu", "extra_convs": 0},
     }
     # folders saved before the encoder had a width record none: they rebuild the same net
     older = build_from_spec({"class": "ColorMNISTConvEncoder", "kwargs": {"latent_dim": 6, "batch_norm": True}})

@@ -15,6 +15,7 @@ re-checked by calling the model on the returned points.
 """
 
 import logging
+import re
 import warnings
 from typing import List, Optional, Sequence
 
@@ -235,17 +236,46 @@ RELIABILITY_CHECKS = ("randomized defense", "probability distribution", "zero gr
 
 
 class _WarningCollector(logging.Handler):
-    """Keeps, once each, the messages of the reliability checks AutoAttack logs (its logger has
-    no handler of its own: without this they reach only stderr)."""
+    """Keeps the messages of the reliability checks AutoAttack logs (its logger has no handler
+    of its own: without this they reach only stderr), one flag per check: APGD checks gradients
+    once per batch, restart and target, and its count differs from one batch to the next."""
 
     def __init__(self):
         super().__init__(level=logging.WARNING)
-        self.messages = {}  # insertion-ordered; APGD checks gradients once per batch and target
+        self.reports = {}  # the message with its numbers blanked -> its distinct messages, in order
 
     def emit(self, record):
         message = record.getMessage()
         if any(check in message for check in RELIABILITY_CHECKS):
-            self.messages[message] = None
+            reports = self.reports.setdefault(re.sub(r"\d+", "#", message), [])
+            if message not in reports:
+                reports.append(message)
+
+    @property
+    def messages(self) -> List[str]:
+        """One per check: its first message, and the numbers of the others (a count per batch)."""
+        numbers = lambda message: "/".join(re.findall(r"\d+", message))
+        return [first + (f" (also reported with {', '.join(map(numbers, more))})" if more else "")
+                for first, *more in self.reports.values()]
+
+
+class _Forwarder(logging.Handler):
+    """Passes a record on to the handlers of the logger's ancestors (the root's, say) if the
+    caller's own level let it through: the level is lowered during the run only so that the
+    collector hears the checks. Not through ``callHandlers``, whose fallback to
+    ``logging.lastResort`` would print every warning where no logging is set up."""
+
+    def __init__(self, log: logging.Logger, level: int):
+        super().__init__(level=level)
+        self.parent = log.parent
+
+    def emit(self, record):
+        ancestor = self.parent
+        while ancestor is not None:
+            for handler in ancestor.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+            ancestor = ancestor.parent if ancestor.propagate else None
 
 
 def autoattack_robust_mask(
@@ -308,11 +338,15 @@ def autoattack_robust_mask(
             adversary.square.n_queries = 5000
         log = logging.getLogger("auto-attack")
         collector = _WarningCollector()
-        handlers, level = [collector] + ([logging.StreamHandler()] if progress else []), log.level
+        handlers = [collector] + ([logging.StreamHandler()] if progress else [])
+        level, propagate = log.level, log.propagate
+        if propagate:  # its ancestors' handlers hear what they heard before, not what the lowered level lets out
+            handlers.append(_Forwarder(log, log.getEffectiveLevel()))
         for handler in handlers:
             log.addHandler(handler)
         # its checks log at WARNING: heard even where a caller silenced the logger
         log.setLevel(logging.DEBUG if progress else min(log.getEffectiveLevel(), logging.WARNING))
+        log.propagate = False
         try:  # AutoAttack reseeds torch's global generators: leave the caller's draws alone
             with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
                 x_adv, y_adv = adversary.run_standard_evaluation(X, y, batch_size=batch_size)
@@ -320,10 +354,11 @@ def autoattack_robust_mask(
             for handler in handlers:
                 log.removeHandler(handler)
             log.setLevel(level)
+            log.propagate = propagate
     for message in collector.messages:
         warnings.warn(f"AutoAttack's checks flagged its evaluation at eps={eps:g}: {message}", RuntimeWarning)
     if flags is not None:
-        flags.extend(collector.messages)  # the keys, in order
+        flags.extend(collector.messages)
     if float((x_adv.cpu() - X).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("AutoAttack left the threat model (L-inf ball intersected with [0, 1])")
     # robust only if AutoAttack's own verdict and our re-check agree: a point it left just

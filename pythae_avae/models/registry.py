@@ -149,7 +149,9 @@ def _hf_hub_folder(hf_hub_path: str, allow_pickle: bool) -> str:
     try:
         hf_hub_download(repo_id=hf_hub_path, filename=ARCHITECTURE_FILE)
     except EntryNotFoundError as err:  # a user's own nets: Pythae's pickles
-        if isinstance(err, LocalEntryNotFoundError):  # offline and not cached: not a sign of pickles
+        # offline, a file not cached is a miss whether or not the repository has it: only the
+        # cache's record of its absence (an earlier online call's 404) says pickles
+        if isinstance(err, LocalEntryNotFoundError) and not _cached_as_absent(hf_hub_path, ARCHITECTURE_FILE):
             raise
         with open(os.path.join(folder, "model_config.json")) as f:
             config = json.load(f)
@@ -161,6 +163,13 @@ def _hf_hub_folder(hf_hub_path: str, allow_pickle: bool) -> str:
         for part in parts:
             hf_hub_download(repo_id=hf_hub_path, filename=f"{part}.pkl")
     return folder
+
+
+def _cached_as_absent(repo_id: str, filename: str) -> bool:
+    import huggingface_hub
+
+    absent = getattr(huggingface_hub, "_CACHED_NO_EXIST", None)
+    return absent is not None and huggingface_hub.try_to_load_from_cache(repo_id=repo_id, filename=filename) is absent
 
 
 def _config_cls_of(model_cls) -> Optional[type]:

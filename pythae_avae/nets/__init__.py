@@ -15,35 +15,24 @@ from .color_mnist import (
     ColorMNISTMLPEncoder,
 )
 
+
+def _conv_encoder(**encoder_kwargs) -> tuple:
+    """The colorMNIST ConvNet with its encoder built with these arguments, its decoder as is."""
+    return partial(ColorMNISTConvEncoder, **encoder_kwargs), ColorMNISTConvDecoder, COLOR_MNIST_SHAPE
+
+
 ARCHITECTURES = {
     "colormnist-mlp": (ColorMNISTMLPEncoder, ColorMNISTMLPDecoder, COLOR_MNIST_SHAPE),
     "colormnist-conv": (ColorMNISTConvEncoder, ColorMNISTConvDecoder, COLOR_MNIST_SHAPE),
     # AVAE encodes x and its delusion in two batches, so BatchNorm sees two distributions
-    "colormnist-conv-nobn": (
-        partial(ColorMNISTConvEncoder, batch_norm=False),
-        ColorMNISTConvDecoder,
-        COLOR_MNIST_SHAPE,
-    ),
-    "colormnist-conv-widedec": (
-        ColorMNISTConvEncoder,
-        partial(ColorMNISTConvDecoder, width=128),
-        COLOR_MNIST_SHAPE,
-    ),
-    "colormnist-conv-wideenc": (
-        partial(ColorMNISTConvEncoder, width=64),
-        ColorMNISTConvDecoder,
-        COLOR_MNIST_SHAPE,
-    ),
-    "colormnist-conv-wideenc4": (
-        partial(ColorMNISTConvEncoder, width=128),
-        ColorMNISTConvDecoder,
-        COLOR_MNIST_SHAPE,
-    ),
-    "colormnist-conv-silu": (
-        partial(ColorMNISTConvEncoder, activation="silu"),
-        ColorMNISTConvDecoder,
-        COLOR_MNIST_SHAPE,
-    ),
+    "colormnist-conv-nobn": _conv_encoder(batch_norm=False),
+    "colormnist-conv-widedec": (ColorMNISTConvEncoder, partial(ColorMNISTConvDecoder, width=128), COLOR_MNIST_SHAPE),
+    "colormnist-conv-wideenc": _conv_encoder(width=64),
+    "colormnist-conv-wideenc4": _conv_encoder(width=128),
+    "colormnist-conv-silu": _conv_encoder(activation="silu"),
+    "colormnist-conv-deep": _conv_encoder(extra_convs=1),
+    "colormnist-conv-deep2": _conv_encoder(extra_convs=2),
+    "colormnist-conv-wideenc-deep": _conv_encoder(width=64, extra_convs=1),
     "celeba-conv": (CelebAConvEncoder, CelebAConvDecoder, CELEBA_SHAPE),
 }
 

@@ -29,8 +29,8 @@ def activation_layer(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def conv_block(c_in, c_out, kernel, batch_norm=True, activation="relu"):
-    layers = [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1)]
+def conv_block(c_in, c_out, kernel, batch_norm=True, activation="relu", stride=2):
+    layers = [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=1)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(c_out))
     layers.append(activation_layer(activation))

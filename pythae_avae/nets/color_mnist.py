@@ -69,19 +69,26 @@ class ColorMNISTConvEncoder(Rebuildable, BaseEncoder):
     nonlinearity after each hidden layer: ``colormnist-conv-silu`` asks whether a smooth
     encoder is a more robust one (on colorMNIST it was not: 73.2 against 74.6% of digits at
     eps = 0.1 after 9,000 iterations, one seed; RESULTS.md, Fig. 5 section).
+    ``extra_convs`` adds that many 3x3 stride-1 convolutions (BatchNorm, activation) after each
+    downsampling one, at its width: ``colormnist-conv-deep`` (one each) and ``-deep2`` (two) ask
+    whether depth, at less than the 2x encoder's cost, does what width did; ``-wideenc-deep``
+    (one each, W = 64) whether the two add up.
     """
 
-    def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32, activation: str = "relu"):
+    def __init__(self, latent_dim=64, batch_norm: bool = True, width: int = 32, activation: str = "relu",
+                 extra_convs: int = 0):
         super().__init__()
         check_int(width, "width", why="channels of the first conv layer")
+        check_int(extra_convs, "extra_convs", minimum=0, why="stride-1 convolutions after each downsampling one")
         check_bool(batch_norm, "batch_norm")
         self.latent_dim = latent_dim_of(latent_dim)
-        self.features = nn.Sequential(
-            *conv_block(3, width, 4, batch_norm, activation),  # 28 -> 14
-            *conv_block(width, 2 * width, 4, batch_norm, activation),  # 14 -> 7
-            *conv_block(2 * width, 4 * width, 3, batch_norm, activation),  # 7 -> 4
-            nn.Flatten(),
-        )
+        layers, c_in = [], 3
+        for c_out, kernel in ((width, 4), (2 * width, 4), (4 * width, 3)):  # 28 -> 14 -> 7 -> 4
+            layers += conv_block(c_in, c_out, kernel, batch_norm, activation)
+            for _ in range(extra_convs):
+                layers += conv_block(c_out, c_out, 3, batch_norm, activation, stride=1)
+            c_in = c_out
+        self.features = nn.Sequential(*layers, nn.Flatten())
         head = [nn.Linear(4 * width * 4 * 4, 8 * width)]
         head += [nn.BatchNorm1d(8 * width)] if batch_norm else []
         head += [activation_layer(activation), nn.Linear(8 * width, 2 * self.latent_dim)]

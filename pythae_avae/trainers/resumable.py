@@ -341,7 +341,7 @@ class ResumableTrainer(BaseTrainer):
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "epoch_loss": epoch_loss, "best": best, "training_dir": self.training_dir,
+            "epoch_loss": epoch_loss, "best": best, "best_skips_warmup": True, "training_dir": self.training_dir,
             "global_batch_size": self.global_batch_size, "model_name": self.model_name,
             "num_epochs": self.training_config.num_epochs,
             "settings": self._resume_settings(),
@@ -377,14 +377,19 @@ class ResumableTrainer(BaseTrainer):
         }
 
     def _net_settings(self) -> dict:
-        """The classes and arguments of nets that record them (this package's): a checkpoint of
-        another activation has the same weight shapes, which ``load_state_dict`` cannot tell."""
+        """The nets' classes, and the arguments of those that record them (this package's): a
+        checkpoint of another activation, or of a user's net, can have the same weight shapes,
+        which ``load_state_dict`` cannot tell. A user's class is named without its module, which
+        differs between a script run as ``__main__`` and the same script imported."""
         settings = {}
         for part in ("encoder", "decoder"):
-            spec = getattr(getattr(unwrap_model(self.model), part, None), "net_spec", None)
+            net = getattr(unwrap_model(self.model), part, None)
+            spec = getattr(net, "net_spec", None)
             if spec:
                 settings[f"{part}.class"] = spec["class"]
                 settings.update({f"{part}.{k}": v for k, v in spec["kwargs"].items()})
+            elif net is not None:
+                settings[f"{part}.class"] = type(net).__qualname__
         return json.loads(json.dumps(settings))
 
     def _data_settings(self) -> dict:
@@ -490,7 +495,7 @@ class ResumableTrainer(BaseTrainer):
             epoch, start = epoch + 1, 0
         global_step = state["global_step"] if state else 0
         epoch_loss = state["epoch_loss"] if state and start else 0.0
-        best = state["best"] if state else {"eval": math.inf, "train": math.inf, "model": None}
+        best = self._resumed_best(state) if state else {"eval": math.inf, "train": math.inf, "model": None}
         self.last_checkpoint, self.last_checkpoint_step = (resume, global_step) if state else (None, None)
         # what a checkpoint written now would hold; None while the weights and it disagree
         # (inside an optimizer step or an epoch's end), so a stray KeyboardInterrupt
@@ -607,7 +612,7 @@ class ResumableTrainer(BaseTrainer):
         value = metrics[f"{key}_epoch_loss"]
         # a warm-up epoch's loss (AVAE's warmup_epoch) leaves part of the objective out, lower by
         # construction: not a candidate for the best model (the final_model folder)
-        full_objective = getattr(unwrap_model(self.model), "warmup_weight", lambda e: 1.0)(epoch) >= 1.0
+        full_objective = self._warmup_weight(epoch) >= 1.0
         if full_objective and value < best[key]:
             best = {**best, key: value, "model": deepcopy(unwrap_model(self.model).state_dict())}
         if cfg.steps_saving is not None and epoch % cfg.steps_saving == 0 and self.is_main_process:
@@ -617,6 +622,23 @@ class ResumableTrainer(BaseTrainer):
         self.callback_handler.on_epoch_end(training_config=cfg)
         self.callback_handler.on_log(cfg, metrics, logger=logger, global_step=epoch, rank=self.rank)
         return best
+
+    def _warmup_weight(self, epoch: int) -> float:
+        return getattr(unwrap_model(self.model), "warmup_weight", lambda e: 1.0)(epoch)
+
+    def _resumed_best(self, state: dict) -> dict:
+        """The checkpoint's best model, unless it may be a warm-up epoch's: checkpoints written
+        before warm-up epochs were excluded may hold one, whose lower loss no later epoch would
+        beat. Those written since carry ``best_skips_warmup``, or (before that key) a model
+        config with ``aux_samples``, added in the same commit as the rule."""
+        best = state["best"]
+        since_the_rule = state.get("best_skips_warmup") or "aux_samples" in state.get("settings", {}).get(
+            "model_config", {})
+        if best.get("model") is None or since_the_rule or self._warmup_weight(1) >= 1.0:
+            return best
+        logger.warning("the checkpoint's best model may be from a warm-up epoch (it was written before those were "
+                       "excluded): the best model is chosen again from the epochs run from here on")
+        return {"eval": math.inf, "train": math.inf, "model": None}
 
     def _stop(self, signum, global_step):
         if self.distributed:

@@ -355,10 +355,11 @@ def autoattack_robust_mask(
                 log.removeHandler(handler)
             log.setLevel(level)
             log.propagate = propagate
-    for message in collector.messages:
+    messages = collector.messages
+    for message in messages:
         warnings.warn(f"AutoAttack's checks flagged its evaluation at eps={eps:g}: {message}", RuntimeWarning)
     if flags is not None:
-        flags.extend(collector.messages)
+        flags.extend(messages)
     if float((x_adv.cpu() - X).abs().max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("AutoAttack left the threat model (L-inf ball intersected with [0, 1])")
     # robust only if AutoAttack's own verdict and our re-check agree: a point it left just

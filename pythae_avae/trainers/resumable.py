@@ -495,7 +495,7 @@ class ResumableTrainer(BaseTrainer):
             epoch, start = epoch + 1, 0
         global_step = state["global_step"] if state else 0
         epoch_loss = state["epoch_loss"] if state and start else 0.0
-        best = self._resumed_best(state) if state else {"eval": math.inf, "train": math.inf, "model": None}
+        best = self._resumed_best(state)
         self.last_checkpoint, self.last_checkpoint_step = (resume, global_step) if state else (None, None)
         # what a checkpoint written now would hold; None while the weights and it disagree
         # (inside an optimizer step or an epoch's end), so a stray KeyboardInterrupt
@@ -626,11 +626,14 @@ class ResumableTrainer(BaseTrainer):
     def _warmup_weight(self, epoch: int) -> float:
         return getattr(unwrap_model(self.model), "warmup_weight", lambda e: 1.0)(epoch)
 
-    def _resumed_best(self, state: dict) -> dict:
-        """The checkpoint's best model, unless it may be a warm-up epoch's: checkpoints written
-        before warm-up epochs were excluded may hold one, whose lower loss no later epoch would
-        beat. Those written since carry ``best_skips_warmup``, or (before that key) a model
-        config with ``aux_samples``, added in the same commit as the rule."""
+    def _resumed_best(self, state: Optional[dict]) -> dict:
+        """The checkpoint's best model (none without a checkpoint), unless it may be a warm-up
+        epoch's: checkpoints written before warm-up epochs were excluded may hold one, whose lower
+        loss no later epoch would beat. Those written since carry ``best_skips_warmup``, or (before
+        that key) a model config with ``aux_samples``, added in the same commit as the rule."""
+        none = {"eval": math.inf, "train": math.inf, "model": None}
+        if state is None:
+            return none
         best = state["best"]
         since_the_rule = state.get("best_skips_warmup") or "aux_samples" in state.get("settings", {}).get(
             "model_config", {})
@@ -638,7 +641,7 @@ class ResumableTrainer(BaseTrainer):
             return best
         logger.warning("the checkpoint's best model may be from a warm-up epoch (it was written before those were "
                        "excluded): the best model is chosen again from the epochs run from here on")
-        return {"eval": math.inf, "train": math.inf, "model": None}
+        return none
 
     def _stop(self, signum, global_step):
         if self.distributed:
